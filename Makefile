@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/imgflow samples $(SAMPLES) --count 24
+	test -d $(SAMPLES) || $(VENV)/bin/imgflow samples $(SAMPLES) --count 24
 	$(VENV)/bin/imgflow run $(SAMPLES) --out $(DEMO_OUT) --report $(DEMO_OUT)/report.json
 	@echo "Variants, sidecars and catalog: $(DEMO_OUT)  (report: $(DEMO_OUT)/report.json)"
 

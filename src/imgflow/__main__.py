@@ -1,0 +1,3 @@
+from imgflow.cli import main
+
+main()

@@ -1,0 +1,225 @@
+"""SQLite catalog, stored as `catalog.sqlite` in the output folder."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from imgflow.catalog.base import RunInfo
+from imgflow.errors import Status
+from imgflow.records import ImageResult
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    mode TEXT NOT NULL,
+    workers INTEGER NOT NULL,
+    config_sha256 TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    done INTEGER,
+    rejected INTEGER,
+    failed INTEGER
+);
+CREATE TABLE IF NOT EXISTS images (
+    source TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    key TEXT,
+    sha256 TEXT,
+    format TEXT,
+    width INTEGER,
+    height INTEGER,
+    display_width INTEGER,
+    display_height INTEGER,
+    bands INTEGER,
+    bit_depth INTEGER,
+    metadata TEXT,
+    warnings TEXT,
+    config_sha256 TEXT,
+    run_id INTEGER REFERENCES runs(id),
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS images_sha256 ON images(sha256);
+CREATE TABLE IF NOT EXISTS variants (
+    source TEXT NOT NULL REFERENCES images(source) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    format TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (source, name)
+);
+CREATE TABLE IF NOT EXISTS rejections (
+    source TEXT PRIMARY KEY REFERENCES images(source) ON DELETE CASCADE,
+    status TEXT NOT NULL,
+    stage TEXT,
+    reason TEXT NOT NULL,
+    message TEXT NOT NULL,
+    run_id INTEGER REFERENCES runs(id),
+    updated_at TEXT NOT NULL
+);
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class SQLiteCatalog:
+    """Catalog in one SQLite file; commits in batches for speed.
+
+    A batch is committed every `commit_every` records or `commit_seconds`,
+    whichever comes first, and at the end of a run.
+    """
+
+    def __init__(
+        self, path: Path, *, commit_every: int = 200, commit_seconds: float = 1.0
+    ) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.connection = sqlite3.connect(path, isolation_level=None)
+        self.connection.row_factory = sqlite3.Row
+        self.connection.execute("PRAGMA journal_mode=WAL")
+        self.connection.execute("PRAGMA synchronous=NORMAL")
+        self.connection.execute("PRAGMA foreign_keys=ON")
+        self.connection.executescript(SCHEMA)
+        self.commit_every = commit_every
+        self.commit_seconds = commit_seconds
+        self._uncommitted = 0
+        self._last_commit = time.monotonic()
+        self._config_sha256 = ""
+
+    def _begin(self) -> None:
+        if not self.connection.in_transaction:
+            self.connection.execute("BEGIN")
+
+    def _maybe_commit(self, force: bool = False) -> None:
+        self._uncommitted += 1
+        due = time.monotonic() - self._last_commit >= self.commit_seconds
+        if force or due or self._uncommitted >= self.commit_every:
+            if self.connection.in_transaction:
+                self.connection.execute("COMMIT")
+            self._uncommitted = 0
+            self._last_commit = time.monotonic()
+
+    def start_run(self, run: RunInfo) -> int:
+        self._config_sha256 = run.config_sha256
+        cursor = self.connection.execute(
+            "INSERT INTO runs (started_at, mode, workers, config_sha256, inputs) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (_now(), run.mode, run.workers, run.config_sha256, json.dumps(run.inputs)),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def record(self, run_id: int, result: ImageResult) -> None:
+        self._begin()
+        source = result.source.path
+        meta = result.metadata
+        now = _now()
+        self.connection.execute("DELETE FROM variants WHERE source = ?", (source,))
+        self.connection.execute("DELETE FROM rejections WHERE source = ?", (source,))
+        self.connection.execute(
+            "INSERT INTO images (source, status, key, sha256, format, width, height, "
+            "display_width, display_height, bands, bit_depth, metadata, warnings, "
+            "config_sha256, run_id, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (source) DO UPDATE SET status = excluded.status, "
+            "key = excluded.key, sha256 = excluded.sha256, format = excluded.format, "
+            "width = excluded.width, height = excluded.height, "
+            "display_width = excluded.display_width, "
+            "display_height = excluded.display_height, bands = excluded.bands, "
+            "bit_depth = excluded.bit_depth, metadata = excluded.metadata, "
+            "warnings = excluded.warnings, config_sha256 = excluded.config_sha256, "
+            "run_id = excluded.run_id, updated_at = excluded.updated_at",
+            (
+                source,
+                result.status.value,
+                result.key,
+                result.sha256,
+                meta.get("format"),
+                meta.get("width"),
+                meta.get("height"),
+                meta.get("display_width"),
+                meta.get("display_height"),
+                meta.get("bands"),
+                meta.get("bit_depth"),
+                json.dumps(meta, sort_keys=True) if meta else None,
+                json.dumps(result.warnings),
+                self._config_sha256,
+                run_id,
+                now,
+            ),
+        )
+        if result.status is Status.DONE:
+            self.connection.executemany(
+                "INSERT INTO variants (source, name, path, width, height, format, "
+                "bytes, sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        source,
+                        v.name,
+                        v.path,
+                        v.width,
+                        v.height,
+                        v.format,
+                        v.bytes,
+                        v.sha256,
+                    )
+                    for v in result.variants
+                ],
+            )
+        else:
+            assert result.reason is not None
+            self.connection.execute(
+                "INSERT INTO rejections (source, status, stage, reason, message, "
+                "run_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    source,
+                    result.status.value,
+                    result.stage,
+                    result.reason.value,
+                    result.message or "",
+                    run_id,
+                    now,
+                ),
+            )
+        self._maybe_commit()
+
+    def finish_run(self, run_id: int, counts: dict[str, int]) -> None:
+        self._begin()
+        self.connection.execute(
+            "UPDATE runs SET finished_at = ?, done = ?, rejected = ?, failed = ? "
+            "WHERE id = ?",
+            (
+                _now(),
+                counts.get("done", 0),
+                counts.get("rejected", 0),
+                counts.get("failed", 0),
+                run_id,
+            ),
+        )
+        self._maybe_commit(force=True)
+
+    def _rows(self, sql: str) -> list[dict[str, Any]]:
+        return [dict(row) for row in self.connection.execute(sql)]
+
+    def images(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM images ORDER BY source")
+
+    def variants(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM variants ORDER BY source, name")
+
+    def rejections(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM rejections ORDER BY source")
+
+    def close(self) -> None:
+        if self.connection.in_transaction:
+            self.connection.execute("COMMIT")
+        self.connection.close()

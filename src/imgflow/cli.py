@@ -1,0 +1,303 @@
+"""The `imgflow` command line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from imgflow.config import load_config, starter_config
+from imgflow.errors import ConfigError, ExitCode, Status, UsageError
+from imgflow.executors import MODES
+from imgflow.runner import (
+    RunRequest,
+    RunSummary,
+    collect_sources,
+    execute,
+    write_report,
+)
+from imgflow.stages.ingest import Filters
+
+MAX_LISTED_PROBLEMS = 50
+
+stderr = Console(stderr=True)
+stdout = Console()
+
+
+def _setup_logging(verbosity: int, quiet: bool) -> None:
+    level = logging.WARNING
+    if quiet:
+        level = logging.ERROR
+    elif verbosity == 1:
+        level = logging.INFO
+    elif verbosity >= 2:
+        level = logging.DEBUG
+    handler = RichHandler(console=stderr, show_path=False, rich_tracebacks=False)
+    handler.setFormatter(logging.Formatter("%(message)s [pid %(process)d]"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    # libvips reports recoverable damage (extraneous bytes, a bad tile) as
+    # warnings; per image they are noise unless debugging.
+    logging.getLogger("pyvips").setLevel(
+        logging.DEBUG if verbosity >= 2 else logging.ERROR
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="imgflow")
+def main() -> None:
+    """imgflow: run one image pipeline under the execution model that fits."""
+
+
+def _summary_table(summary: RunSummary) -> Table:
+    table = Table(title="imgflow run", show_header=True)
+    for column in (
+        "done",
+        "rejected",
+        "failed",
+        "images/s",
+        "p50 s/image",
+        "p95 s/image",
+    ):
+        table.add_column(column, justify="right")
+    p50 = summary.latency(0.5)
+    p95 = summary.latency(0.95)
+    table.add_row(
+        str(summary.counts.get("done", 0)),
+        str(summary.counts.get("rejected", 0)),
+        str(summary.counts.get("failed", 0)),
+        f"{summary.images_per_second:.2f}",
+        "-" if p50 is None else f"{p50:.3f}",
+        "-" if p95 is None else f"{p95:.3f}",
+    )
+    table.caption = (
+        f"mode {summary.mode}, {summary.workers} workers, {summary.seconds:.1f} s"
+    )
+    return table
+
+
+def _problems_table(summary: RunSummary) -> Table | None:
+    problems = [r for r in summary.results if r.status is not Status.DONE]
+    if not problems and not summary.issues:
+        return None
+    table = Table(title="Not processed", show_header=True, title_justify="left")
+    for column in ("source", "status", "stage", "reason", "message"):
+        table.add_column(column, overflow="fold")
+    for result in problems[:MAX_LISTED_PROBLEMS]:
+        table.add_row(
+            result.source.path,
+            result.status.value,
+            result.stage or "",
+            result.reason.value if result.reason else "",
+            result.message or "",
+        )
+    for issue in summary.issues[: max(0, MAX_LISTED_PROBLEMS - len(problems))]:
+        table.add_row(issue.path, "skipped", "ingest", "", issue.message)
+    hidden = len(problems) + len(summary.issues) - MAX_LISTED_PROBLEMS
+    if hidden > 0:
+        table.caption = f"and {hidden} more; --report FILE lists them all"
+    return table
+
+
+@main.command()
+@click.argument("inputs", nargs=-1)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output folder for variants, sidecars and the catalog.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="TOML pipeline configuration (see `imgflow init`).",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(MODES),
+    default="parallel",
+    show_default=True,
+    help="Execution model.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes for parallel mode [default: one per CPU core].",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(path_type=Path),
+    help="Write a JSON report of every input to this file.",
+)
+@click.option(
+    "--include",
+    multiple=True,
+    metavar="GLOB",
+    help="Only files whose name or relative path matches (repeatable).",
+)
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="GLOB",
+    help="Skip files whose name or relative path matches (repeatable).",
+)
+@click.option(
+    "--files-from",
+    "list_files",
+    multiple=True,
+    metavar="FILE",
+    help="Read input paths from FILE, one per line ('-' for stdin).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+@click.option(
+    "-v", "--verbose", count=True, help="More log output (-v info, -vv debug)."
+)
+def run(
+    inputs: tuple[str, ...],
+    out_dir: Path,
+    config_path: Path | None,
+    mode: str,
+    workers: int | None,
+    report_path: Path | None,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    list_files: tuple[str, ...],
+    quiet: bool,
+    verbose: int,
+) -> None:
+    """Process images from INPUTS (folders, files, or '-' for a list on stdin).
+
+    Exit status: 0 when every image was processed, 1 when some were rejected
+    or failed, 2 for a usage or configuration error.
+    """
+    _setup_logging(verbose, quiet)
+    try:
+        config = load_config(config_path)
+        if not inputs and not list_files:
+            raise UsageError(
+                "no input given: name folders or files, or use --files-from"
+            )
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UsageError(f"--out {out_dir} exists and is not a folder")
+        request = RunRequest(
+            inputs=inputs,
+            out_dir=out_dir,
+            config=config,
+            mode=mode,
+            workers=workers,
+            filters=Filters(include=include, exclude=exclude),
+            list_files=list_files,
+        )
+        sources, issues = collect_sources(request)
+        summary = _execute_with_progress(request, sources, issues, quiet=quiet)
+        if report_path is not None:
+            write_report(summary, report_path)
+    except (ConfigError, UsageError) as exc:
+        stderr.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(ExitCode.USAGE)
+
+    if not quiet:
+        stdout.print(_summary_table(summary))
+        problems = _problems_table(summary)
+        if problems is not None:
+            stdout.print(problems)
+        stdout.print(f"Output: {out_dir.resolve()}", highlight=False)
+    sys.exit(ExitCode.OK if summary.all_done else ExitCode.SOME_IMAGES_NOT_DONE)
+
+
+def _execute_with_progress(
+    request: RunRequest, sources: list, issues: list, *, quiet: bool
+) -> RunSummary:
+    if quiet or not sources:
+        return execute(request, sources, issues)
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=stderr, transient=False) as progress:
+        task = progress.add_task("images", total=len(sources), rate="")
+
+        def advance(_result: object) -> None:
+            elapsed = progress.tasks[task].elapsed or 0.0
+            completed = progress.tasks[task].completed + 1
+            rate = f"{completed / elapsed:.1f}/s" if elapsed > 0 else ""
+            progress.update(task, advance=1, rate=rate)
+
+        return execute(request, sources, issues, on_result=advance)
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path), default="imgflow.toml")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(path: Path, force: bool) -> None:
+    """Write a commented starter configuration to PATH [default: imgflow.toml]."""
+    if path.exists() and not force:
+        stderr.print(f"[red]error:[/red] {path} exists; use --force to overwrite it")
+        sys.exit(ExitCode.USAGE)
+    path.write_text(starter_config(), encoding="utf-8")
+    stdout.print(f"Wrote {path}", highlight=False)
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=24,
+    show_default=True,
+    help="Number of photos.",
+)
+@click.option(
+    "--megapixels",
+    type=click.FloatRange(min=0.01, max=100),
+    default=12.0,
+    show_default=True,
+    help="Size of each photo in megapixels (4:3).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed; the same seed writes the same bytes.",
+)
+@click.option("--progressive", is_flag=True, help="Write progressive JPEGs.")
+def samples(
+    out_dir: Path, count: int, megapixels: float, seed: int, progressive: bool
+) -> None:
+    """Generate realistic sample photos (JPEG with camera EXIF) into OUT_DIR."""
+    try:
+        from imgflow import samples as generator
+    except ImportError as exc:
+        stderr.print(
+            f"[red]error:[/red] sample generation needs the 'samples' extra "
+            f"(pip install 'imgflow[samples]'): {exc}"
+        )
+        sys.exit(ExitCode.USAGE)
+    paths = generator.generate(
+        out_dir, count, megapixels=megapixels, seed=seed, progressive=progressive
+    )
+    stdout.print(f"Wrote {len(paths)} sample photos to {out_dir}", highlight=False)

@@ -1,0 +1,296 @@
+"""libvips imaging engine (through pyvips).
+
+Cost model: `thumbnail_buffer` decodes once with shrink-on-load (JPEG at
+1/2, 1/4 or 1/8 scale in the decoder, WebP and HEIF likewise), auto-rotates,
+and converts to sRGB. That base is copied to memory, about
+base_width x base_height x bands bytes (12 MB for a 2048x1536 RGB base), and
+every variant is resized from it, so the source is decoded exactly once.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pyvips
+
+from imgflow.config import OutputConfig, OutputFormat, PipelineConfig, Variant
+from imgflow.errors import Reason, Rejected, StageFailed
+from imgflow.records import Header
+from imgflow.stages.transform import STAGE, Rendered, VariantPlan, base_size
+from imgflow.stages.validate import undecodable_reason
+
+# libvips' default: tolerate minor damage, but reject a file whose data
+# ends early rather than padding the missing rows with grey.
+_LOAD_OPTIONS = "fail_on=truncated"
+
+# NOTE: the pyvips-binary wheel reads HEIF containers but ships no HEVC
+# decoder, so HEIC pixels are decoded with pillow-heif instead.
+_PILLOW_DECODED = {"heic"}
+
+
+def configure_worker(threads: int | None) -> None:
+    """Tune libvips for a long-lived worker: no operation cache, fixed threads."""
+    pyvips.cache_set_max(0)
+    if threads is not None:
+        pyvips.concurrency_set(threads)
+
+
+def _error_detail(exc: pyvips.Error) -> str:
+    lines = [line for line in (exc.detail or "").strip().splitlines() if line]
+    return lines[-1] if lines else exc.message
+
+
+def _decode_failure(header: Header, data: bytes, exc: Exception) -> Rejected:
+    detail = _error_detail(exc) if isinstance(exc, pyvips.Error) else str(exc)
+    reason = undecodable_reason(header.format, data)
+    what = "data ends early" if reason is Reason.TRUNCATED else "decode failed"
+    return Rejected(reason, f"{header.format} {what}: {detail}", stage=STAGE)
+
+
+def _to_8bit_srgb(image: pyvips.Image) -> pyvips.Image:
+    grey = image.interpretation in ("b-w", "grey16")
+    if image.format != "uchar" or image.interpretation not in ("srgb", "b-w"):
+        image = image.colourspace("b-w" if grey else "srgb")
+    if image.format != "uchar":
+        image = image.cast("uchar")
+    return image
+
+
+def _background(image: pyvips.Image, rgb: list[int]) -> list[float]:
+    if image.bands - 1 >= 3:
+        return [float(value) for value in rgb]
+    # Rec. 709 luma of the background for grey images with alpha.
+    return [0.2126 * rgb[0] + 0.7152 * rgb[1] + 0.0722 * rgb[2]]
+
+
+def _flatten(image: pyvips.Image, rgb: list[int]) -> pyvips.Image:
+    if not image.hasalpha():
+        return image
+    return image.flatten(background=_background(image, rgb)).cast("uchar")
+
+
+def _load_with_pillow(data: bytes) -> pyvips.Image:
+    import pillow_heif
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    # libheif applies the container's rotation and mirror boxes itself.
+    with Image.open(io.BytesIO(data)) as opened:
+        picture: Image.Image = opened
+        if picture.mode not in ("RGB", "RGBA", "L", "LA"):
+            picture = picture.convert("RGBA" if "A" in picture.getbands() else "RGB")
+        icc = picture.info.get("icc_profile")
+        image = pyvips.Image.new_from_memory(
+            picture.tobytes(),
+            picture.width,
+            picture.height,
+            len(picture.getbands()),
+            "uchar",
+        )
+    interpretation = "srgb" if image.bands >= 3 else "b-w"
+    image = image.copy(interpretation=interpretation)
+    if icc:
+        image.set_type(pyvips.GValue.blob_type, "icc-profile-data", icc)
+    return image
+
+
+def _decode_base(
+    data: bytes, header: Header, size: tuple[int, int], flatten: list[int] | None
+) -> pyvips.Image:
+    """Decode, orient and shrink to `size`, returning an image held in memory."""
+    width, height = size
+    if header.format in _PILLOW_DECODED:
+        image = _load_with_pillow(data).thumbnail_image(
+            width, height=height, size="down", export_profile="srgb"
+        )
+    else:
+        image = pyvips.Image.thumbnail_buffer(
+            data,
+            width,
+            height=height,
+            size="down",
+            export_profile="srgb",
+            option_string=_LOAD_OPTIONS,
+        )
+    image = _to_8bit_srgb(image)
+    if flatten is not None:
+        image = _flatten(image, flatten)
+    return image.copy_memory()
+
+
+def _resize(image: pyvips.Image, width: int, height: int) -> pyvips.Image:
+    if (image.width, image.height) == (width, height):
+        return image
+    alpha = image.hasalpha()
+    if alpha:
+        image = image.premultiply()
+    image = image.resize(width / image.width, vscale=height / image.height)
+    if alpha:
+        image = image.unpremultiply().cast("uchar")
+    if (image.width, image.height) != (width, height):
+        # Rounding in resize can leave one pixel too many or too few.
+        image = image.gravity("centre", width, height, extend="copy")
+    return image
+
+
+def _shape(base: pyvips.Image, plan: VariantPlan) -> pyvips.Image:
+    image = _resize(base, *plan.resize)
+    if plan.crop is not None:
+        left, top, crop_w, crop_h = plan.crop
+        if (crop_w, crop_h) != (image.width, image.height):
+            image = image.crop(left, top, crop_w, crop_h)
+    return image
+
+
+def _strip_exif_fields(image: pyvips.Image) -> pyvips.Image:
+    image = image.copy()
+    for name in image.get_fields():
+        if name.startswith("exif-") or name in ("xmp-data", "iptc-data", "orientation"):
+            image.remove(name)
+    return image
+
+
+def output_exif(data: bytes, output: OutputConfig) -> bytes | None:
+    """Build the EXIF block for the variants, or None when EXIF is not kept.
+
+    The orientation is reset to 1 because the pixels are already upright,
+    and the GPS block is removed unless `output.keep_gps` is set.
+    """
+    if not output.keep_exif:
+        return None
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            exif = opened.getexif()
+            if not exif:
+                return None
+            exif[0x0112] = 1
+            if not output.keep_gps:
+                exif.pop(0x8825, None)
+            return bytes(exif.tobytes())
+    except Exception:  # noqa: BLE001 - damaged EXIF is dropped, never fatal
+        return None
+
+
+def _keep_flags(output: OutputConfig, exif: bytes | None) -> int:
+    keep = pyvips.enums.ForeignKeep.NONE
+    if output.keep_icc:
+        keep |= pyvips.enums.ForeignKeep.ICC
+    if exif is not None:
+        keep |= pyvips.enums.ForeignKeep.EXIF
+    return int(keep)
+
+
+def _encode(image: pyvips.Image, variant: Variant, keep: int) -> bytes:
+    fmt = variant.format
+    if fmt is OutputFormat.JPEG:
+        return image.jpegsave_buffer(
+            Q=variant.quality, interlace=variant.progressive, keep=keep
+        )
+    if fmt is OutputFormat.WEBP:
+        return image.webpsave_buffer(
+            Q=variant.quality, effort=variant.effort, keep=keep
+        )
+    if fmt is OutputFormat.AVIF:
+        return image.heifsave_buffer(
+            Q=variant.quality, effort=variant.effort, compression="av1", keep=keep
+        )
+    return image.pngsave_buffer(interlace=variant.progressive, keep=keep)
+
+
+def _prepare_for_output(
+    image: pyvips.Image, variant: Variant, config: PipelineConfig, exif: bytes | None
+) -> pyvips.Image:
+    if not variant.format.has_alpha:
+        image = _flatten(image, config.transform.background_rgb)
+    image = _strip_exif_fields(image)
+    if exif is not None:
+        image.set_type(pyvips.GValue.blob_type, "exif-data", exif)
+    if not config.output.keep_icc and image.get_typeof("icc-profile-data"):
+        image.remove("icc-profile-data")
+    return image
+
+
+def _render_animated(
+    data: bytes, header: Header, plan: VariantPlan, config: PipelineConfig
+) -> pyvips.Image:
+    frames = min(header.pages, config.transform.max_frames)
+    crop = "centre" if plan.crop is not None else "none"
+    width, height = plan.size
+    image = pyvips.Image.thumbnail_buffer(
+        data,
+        width,
+        height=height,
+        size="force" if plan.variant.fit.value == "exact" else "both",
+        crop=crop,
+        export_profile="srgb",
+        option_string=f"{_LOAD_OPTIONS},n={frames}",
+    )
+    return _to_8bit_srgb(image).copy_memory()
+
+
+def _is_animated_output(
+    header: Header, plan: VariantPlan, config: PipelineConfig
+) -> bool:
+    return (
+        header.pages > 1
+        and header.format in ("gif", "webp")
+        and config.transform.animation == "keep"
+        and plan.variant.format.animates
+    )
+
+
+def render(
+    data: bytes, header: Header, plans: list[VariantPlan], config: PipelineConfig
+) -> list[Rendered]:
+    """Decode `data` once and encode every planned variant.
+
+    Memory: one base image in memory plus one variant at a time. Animated
+    variants (animation = 'keep') decode their own frames instead.
+    """
+    width, height = header.display_size
+    still = [p for p in plans if not _is_animated_output(header, p, config)]
+    keeps_alpha = any(p.variant.format.has_alpha for p in still)
+    flatten = None if keeps_alpha else config.transform.background_rgb
+    exif = output_exif(data, config.output)
+    keep = _keep_flags(config.output, exif)
+
+    shaped: dict[str, pyvips.Image] = {}
+    try:
+        if still:
+            base = _decode_base(data, header, base_size(still, width, height), flatten)
+            for plan in still:
+                shaped[plan.name] = _shape(base, plan)
+        for plan in plans:
+            if plan.name not in shaped:
+                shaped[plan.name] = _render_animated(data, header, plan, config)
+    except (pyvips.Error, OSError, ValueError) as exc:
+        raise _decode_failure(header, data, exc) from None
+
+    rendered = []
+    for plan in plans:
+        image = _prepare_for_output(shaped[plan.name], plan.variant, config, exif)
+        try:
+            encoded = _encode(image, plan.variant, keep)
+        except pyvips.Error as exc:
+            raise StageFailed(
+                Reason.ENCODE_FAILED,
+                f"{plan.variant.format.value} encode of variant {plan.name!r} "
+                f"failed: {_error_detail(exc)}",
+                stage=STAGE,
+            ) from None
+        page_height = (
+            image.get("page-height") if image.get_typeof("page-height") else None
+        )
+        rendered.append(
+            Rendered(
+                name=plan.name,
+                data=encoded,
+                width=image.width,
+                height=page_height or image.height,
+                format=plan.variant.format.value,
+                suffix=plan.variant.format.suffix,
+            )
+        )
+    return rendered

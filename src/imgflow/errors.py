@@ -1,0 +1,104 @@
+"""Exceptions and the closed set of reasons an image can be turned away.
+
+    ImgflowError
+    ├── ConfigError       the configuration file or an option is invalid
+    ├── UsageError        the command line names no usable input or output
+    └── ImageError        one image could not go through a stage
+        ├── Rejected      the image breaks a validation rule (deterministic)
+        └── StageFailed   a stage failed for a reason a retry might cure
+
+Rejections are outcomes, not errors: the run records them and goes on.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Reason(enum.StrEnum):
+    """Why an image was rejected or failed; stored in the catalog and report."""
+
+    EMPTY_FILE = "empty_file"
+    UNREADABLE = "unreadable"
+    NOT_AN_IMAGE = "not_an_image"
+    FORMAT_NOT_ALLOWED = "format_not_allowed"
+    FILE_TOO_LARGE = "file_too_large"
+    TOO_MANY_PIXELS = "too_many_pixels"
+    DEGENERATE_SIZE = "degenerate_size"
+    TRUNCATED = "truncated"
+    CORRUPT = "corrupt"
+    DECODE_FAILED = "decode_failed"
+    ENCODE_FAILED = "encode_failed"
+    WRITE_FAILED = "write_failed"
+    WORKER_LOST = "worker_lost"
+    INTERNAL_ERROR = "internal_error"
+
+
+class Status(enum.StrEnum):
+    """Final state of one input image in a run."""
+
+    DONE = "done"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes of `imgflow run`."""
+
+    OK = 0
+    SOME_IMAGES_NOT_DONE = 1
+    USAGE = 2
+
+
+# Whether an image with this reason counts as rejected (the input is at fault
+# and retrying cannot help) or failed (the environment or imgflow is at fault).
+REASON_STATUS: dict[Reason, Status] = {
+    Reason.EMPTY_FILE: Status.REJECTED,
+    Reason.UNREADABLE: Status.FAILED,
+    Reason.NOT_AN_IMAGE: Status.REJECTED,
+    Reason.FORMAT_NOT_ALLOWED: Status.REJECTED,
+    Reason.FILE_TOO_LARGE: Status.REJECTED,
+    Reason.TOO_MANY_PIXELS: Status.REJECTED,
+    Reason.DEGENERATE_SIZE: Status.REJECTED,
+    Reason.TRUNCATED: Status.REJECTED,
+    Reason.CORRUPT: Status.REJECTED,
+    Reason.DECODE_FAILED: Status.REJECTED,
+    Reason.ENCODE_FAILED: Status.FAILED,
+    Reason.WRITE_FAILED: Status.FAILED,
+    Reason.WORKER_LOST: Status.FAILED,
+    Reason.INTERNAL_ERROR: Status.FAILED,
+}
+
+
+class ImgflowError(Exception):
+    """Root of every exception imgflow raises on purpose."""
+
+
+class ConfigError(ImgflowError):
+    """Raised at start-up when a configuration value is invalid."""
+
+
+class UsageError(ImgflowError):
+    """Raised when the command line cannot be acted on (no input, bad output)."""
+
+
+class ImageError(ImgflowError):
+    """Raised by a stage when one image cannot continue through the pipeline."""
+
+    def __init__(self, reason: Reason, message: str, *, stage: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.stage = stage
+
+    @property
+    def status(self) -> Status:
+        return REASON_STATUS[self.reason]
+
+
+class Rejected(ImageError):
+    """Raised when an image breaks a validation rule; retrying cannot help."""
+
+
+class StageFailed(ImageError):
+    """Raised when a stage fails for an environmental reason (I/O, encoder)."""

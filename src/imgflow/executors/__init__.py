@@ -1,0 +1,27 @@
+"""Execution models: each runs the same pipeline over a stream of sources."""
+
+from __future__ import annotations
+
+from imgflow.executors.base import Executor
+from imgflow.executors.parallel import ParallelExecutor
+from imgflow.executors.sequential import SequentialExecutor
+
+MODES = ("sequential", "parallel")
+
+
+def make_executor(mode: str, workers: int | None = None) -> Executor:
+    """Build the executor for a mode name; `workers` is ignored by sequential."""
+    if mode == "sequential":
+        return SequentialExecutor()
+    if mode == "parallel":
+        return ParallelExecutor(workers)
+    raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+
+
+__all__ = [
+    "MODES",
+    "Executor",
+    "ParallelExecutor",
+    "SequentialExecutor",
+    "make_executor",
+]

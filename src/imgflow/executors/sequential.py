@@ -1,0 +1,25 @@
+"""Sequential model: one image through every stage, then the next.
+
+The lowest memory and the easiest to debug; libvips may still use its own
+threads inside each image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from imgflow.engines import vips
+from imgflow.pipeline import Pipeline
+from imgflow.records import ImageResult, Source
+
+
+class SequentialExecutor:
+    name = "sequential"
+    workers = 1
+
+    def run(
+        self, pipeline: Pipeline, sources: Iterable[Source]
+    ) -> Iterator[ImageResult]:
+        vips.configure_worker(threads=None)
+        for source in sources:
+            yield pipeline.process(source)

@@ -1,0 +1,101 @@
+"""Records passed between stages and executors.
+
+Images travel by reference: a record names a file and its SHA-256, never
+pixels, so every record pickles cheaply to a worker process or a queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from imgflow.errors import Reason, Status
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One input file, with its position in the input order."""
+
+    index: int
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """What validation read from an image's header, before any decode."""
+
+    format: str
+    width: int
+    height: int
+    bands: int
+    bit_depth: int
+    pages: int
+    orientation: int
+    progressive: bool
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) after EXIF orientation, as a viewer shows it."""
+        if self.orientation in (5, 6, 7, 8):
+            return self.height, self.width
+        return self.width, self.height
+
+
+@dataclass(frozen=True, slots=True)
+class VariantRecord:
+    """One written output file; `path` is relative to the output folder."""
+
+    name: str
+    path: str
+    width: int
+    height: int
+    format: str
+    bytes: int
+    sha256: str
+
+
+@dataclass(slots=True)
+class ImageResult:
+    """The outcome of one source through the pipeline."""
+
+    source: Source
+    status: Status
+    key: str | None = None
+    sha256: str | None = None
+    stage: str | None = None
+    reason: Reason | None = None
+    message: str | None = None
+    variants: list[VariantRecord] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_report(self) -> dict[str, Any]:
+        """Return the JSON form used by the run report."""
+        return {
+            "source": self.source.path,
+            "status": self.status.value,
+            "key": self.key,
+            "stage": self.stage,
+            "reason": self.reason.value if self.reason else None,
+            "message": self.message,
+            "variants": {
+                variant.name: {
+                    "path": variant.path,
+                    "width": variant.width,
+                    "height": variant.height,
+                    "format": variant.format,
+                }
+                for variant in self.variants
+            },
+            "warnings": list(self.warnings),
+            "seconds": round(self.seconds, 4),
+        }
+
+
+def variant_dict(variant: VariantRecord) -> dict[str, Any]:
+    return asdict(variant)

@@ -1,0 +1,166 @@
+"""Ingest stage: turn command-line inputs into an ordered stream of sources.
+
+Inputs are folders (walked recursively, in sorted order), single files, or
+list files with one path per line (`-` reads the list from stdin). Nothing
+under an input is ever modified. Problems that concern no single image
+(a symlink loop, an unreadable folder) are yielded as `IngestIssue`s so the
+run can report them and go on.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from imgflow.config import ValidateConfig
+from imgflow.errors import Reason, StageFailed
+from imgflow.stages.validate import check_size
+
+STAGE = "ingest"
+
+
+@dataclass(frozen=True, slots=True)
+class IngestIssue:
+    """A problem found while listing inputs; not tied to one image."""
+
+    path: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """Glob patterns matched against the file name and the path below the input."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def accepts(self, relative: str) -> bool:
+        name = relative.rsplit("/", 1)[-1]
+
+        def matches(pattern: str) -> bool:
+            return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(
+                relative, pattern
+            )
+
+        if self.include and not any(matches(p) for p in self.include):
+            return False
+        return not any(matches(p) for p in self.exclude)
+
+
+def _walk(root: Path, filters: Filters) -> Iterator[Path | IngestIssue]:
+    """Yield files under `root` in sorted order, following symlinks once."""
+    seen: set[tuple[int, int]] = set()
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            info = folder.stat()
+        except OSError as exc:
+            yield IngestIssue(str(folder), f"cannot read folder: {exc.strerror or exc}")
+            continue
+        identity = (info.st_dev, info.st_ino)
+        if identity in seen:
+            yield IngestIssue(str(folder), "symlink loop or repeated folder; skipped")
+            continue
+        seen.add(identity)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except OSError as exc:
+            yield IngestIssue(str(folder), f"cannot list folder: {exc.strerror or exc}")
+            continue
+
+        subfolders = []
+        for entry in entries:
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if is_dir:
+                subfolders.append(path)
+            elif filters.accepts(path.relative_to(root).as_posix()):
+                yield path
+        # Reversed so that pop() visits subfolders in sorted order.
+        pending.extend(reversed(subfolders))
+
+
+def _read_list(spec: str) -> Iterator[Path]:
+    handle = sys.stdin if spec == "-" else open(spec, encoding="utf-8")
+    try:
+        for line in handle:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                yield Path(line)
+    finally:
+        if handle is not sys.stdin:
+            handle.close()
+
+
+def iter_inputs(
+    inputs: Iterable[str],
+    *,
+    filters: Filters = Filters(),
+    list_files: Iterable[str] = (),
+) -> Iterator[Path | IngestIssue]:
+    """Expand inputs into file paths, skipping a file named twice."""
+    emitted: set[str] = set()
+
+    def expand(item: Path) -> Iterator[Path | IngestIssue]:
+        if item.is_dir():
+            yield from _walk(item, filters)
+        elif item.exists() or item.is_symlink():
+            yield item
+        else:
+            yield IngestIssue(str(item), "input not found")
+
+    def candidates() -> Iterator[Path | IngestIssue]:
+        for spec in list_files:
+            try:
+                for listed in _read_list(spec):
+                    yield from expand(listed)
+            except OSError as exc:
+                yield IngestIssue(spec, f"cannot read list file: {exc.strerror or exc}")
+        for raw in inputs:
+            if raw == "-":
+                for listed in _read_list("-"):
+                    yield from expand(listed)
+            else:
+                yield from expand(Path(raw))
+
+    for found in candidates():
+        if isinstance(found, IngestIssue):
+            yield found
+            continue
+        identity = os.path.abspath(found)
+        if identity not in emitted:
+            emitted.add(identity)
+            yield found
+
+
+def read_source(path: str, config: ValidateConfig) -> bytes:
+    """Read one source file after checking its size from a stat call.
+
+    Raises Rejected for an empty or oversized file and StageFailed when the
+    file cannot be read (deleted, permission denied, not a regular file).
+    """
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise StageFailed(
+                Reason.UNREADABLE, f"{path} is not a regular file", stage=STAGE
+            )
+        check_size(info.st_size, config)
+        with open(path, "rb") as handle:
+            data = handle.read(config.max_file_bytes + 1)
+    except OSError as exc:
+        raise StageFailed(
+            Reason.UNREADABLE, f"cannot read {path}: {exc.strerror or exc}", stage=STAGE
+        ) from None
+    # The file may have grown between stat and read.
+    check_size(len(data), config)
+    return data

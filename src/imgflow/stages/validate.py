@@ -1,0 +1,246 @@
+"""Validate stage: decide from the bytes whether an image may be decoded.
+
+Nothing here decodes pixels. The format comes from the file signature (the
+name and extension are ignored), and the size comes from the header that
+libvips parses lazily, so a decompression bomb is turned away after reading a
+few kilobytes of header, in milliseconds and with little memory.
+"""
+
+from __future__ import annotations
+
+import pyvips
+
+from imgflow.config import ValidateConfig
+from imgflow.errors import Reason, Rejected
+from imgflow.records import Header
+
+STAGE = "validate"
+
+_ISO_BMFF_AVIF = {b"avif", b"avis"}
+_ISO_BMFF_HEIC = {
+    b"heic",
+    b"heix",
+    b"hevc",
+    b"hevx",
+    b"heim",
+    b"heis",
+    b"mif1",
+    b"msf1",
+}
+
+_BIT_DEPTH = {
+    "uchar": 8,
+    "char": 8,
+    "ushort": 16,
+    "short": 16,
+    "uint": 32,
+    "int": 32,
+    "float": 32,
+    "complex": 64,
+    "double": 64,
+    "dpcomplex": 128,
+}
+
+
+def _iso_bmff_format(head: bytes) -> str | None:
+    if head[4:8] != b"ftyp" or len(head) < 16:
+        return None
+    box_size = int.from_bytes(head[0:4], "big")
+    end = min(max(box_size, 16), len(head))
+    brands = {head[8:12]} | {head[i : i + 4] for i in range(16, end - 3, 4)}
+    if brands & _ISO_BMFF_AVIF:
+        return "avif"
+    if brands & _ISO_BMFF_HEIC:
+        return "heic"
+    return None
+
+
+def sniff_format(head: bytes) -> str | None:
+    """Name the image format from the first bytes of a file, or return None.
+
+    Formats that imgflow never decodes (BMP, PDF, DICOM, JPEG XL) are named
+    too, so that a rejection can say which format was found.
+    """
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    if (iso := _iso_bmff_format(head)) is not None:
+        return iso
+    if head.startswith(b"\xff\x0a") or head.startswith(b"\x00\x00\x00\x0cJXL "):
+        return "jxl"
+    if head[:2] == b"BM":
+        return "bmp"
+    if head[:5] == b"%PDF-":
+        return "pdf"
+    if head[128:132] == b"DICM":
+        return "dicom"
+    return None
+
+
+def ends_cleanly(fmt: str, data: bytes) -> bool | None:
+    """Check that the file ends with its format's end marker.
+
+    Returns None where the format has no end marker to look for. Trailing
+    padding after the marker, which some cameras write, is allowed.
+    """
+    tail = data[-4096:].rstrip(b"\x00\xff\r\n ")
+    if fmt == "jpeg":
+        # The EOI marker is FF D9; stripping FF padding may have eaten its FF.
+        return tail.endswith(b"\xd9") and b"\xff\xd9" in data[-4096:]
+    if fmt == "png":
+        return b"IEND" in data[-64:]
+    if fmt == "gif":
+        return tail.endswith(b";")
+    if fmt == "webp":
+        return int.from_bytes(data[4:8], "little") + 8 <= len(data)
+    return None
+
+
+def undecodable_reason(fmt: str, data: bytes) -> Reason:
+    """Choose between TRUNCATED and CORRUPT for data that failed to decode."""
+    return Reason.TRUNCATED if ends_cleanly(fmt, data) is False else Reason.CORRUPT
+
+
+def gif_frame_extent(data: bytes, max_frames: int = 10_000) -> tuple[int, int]:
+    """Return the largest (right, bottom) edge any GIF frame descriptor claims.
+
+    A GIF's logical screen may say 32x32 while a frame claims 65535x65535;
+    decoders size their buffers from the frame, so the frame counts. Only
+    block headers are read: the walk skips every data sub-block unread.
+    """
+    if len(data) < 13:
+        return 0, 0
+    width = int.from_bytes(data[6:8], "little")
+    height = int.from_bytes(data[8:10], "little")
+    position = 13
+    if data[10] & 0x80:
+        position += 3 * (2 << (data[10] & 0x07))
+
+    def skip_sub_blocks(at: int) -> int:
+        while at < len(data) and data[at] != 0:
+            at += data[at] + 1
+        return at + 1
+
+    frames = 0
+    while position < len(data) and frames < max_frames:
+        marker = data[position]
+        if marker == 0x2C and position + 10 <= len(data):
+            left, top, frame_w, frame_h = (
+                int.from_bytes(data[position + i : position + i + 2], "little")
+                for i in (1, 3, 5, 7)
+            )
+            width = max(width, left + frame_w)
+            height = max(height, top + frame_h)
+            packed = data[position + 9]
+            position += 10
+            if packed & 0x80:
+                position += 3 * (2 << (packed & 0x07))
+            position = skip_sub_blocks(position + 1)
+            frames += 1
+        elif marker == 0x21:
+            position = skip_sub_blocks(position + 2)
+        else:
+            break
+    return width, height
+
+
+def _orientation(image: pyvips.Image) -> int:
+    if image.get_typeof("orientation") == 0:
+        return 1
+    value = int(image.get("orientation"))
+    # Out-of-range tags (0 is common) mean "no rotation" to every viewer.
+    return value if 1 <= value <= 8 else 1
+
+
+def read_header(data: bytes, fmt: str) -> Header:
+    """Parse the header with libvips; no pixels are decoded."""
+    try:
+        image = pyvips.Image.new_from_buffer(data, "", access="sequential")
+    except pyvips.Error as exc:
+        reason = undecodable_reason(fmt, data)
+        detail = (exc.detail or exc.message).strip().splitlines()
+        raise Rejected(
+            reason,
+            f"{fmt} header could not be parsed: {detail[-1] if detail else 'unknown'}",
+            stage=STAGE,
+        ) from None
+
+    pages = int(image.get("n-pages")) if image.get_typeof("n-pages") else 1
+    height = image.height
+    if image.get_typeof("page-height"):
+        height = int(image.get("page-height"))
+    progressive = bool(image.get_typeof("interlaced") and image.get("interlaced"))
+    return Header(
+        format=fmt,
+        width=image.width,
+        height=height,
+        bands=image.bands,
+        bit_depth=_BIT_DEPTH.get(image.format, 8),
+        pages=max(pages, 1),
+        orientation=_orientation(image),
+        progressive=progressive,
+    )
+
+
+def check_size(size: int, config: ValidateConfig) -> None:
+    """Reject empty files and files over the byte limit, from their size alone."""
+    if size == 0:
+        raise Rejected(Reason.EMPTY_FILE, "file is empty (0 bytes)", stage=STAGE)
+    if size > config.max_file_bytes:
+        raise Rejected(
+            Reason.FILE_TOO_LARGE,
+            f"file is {size:,} bytes; the limit validate.max_file_bytes "
+            f"is {config.max_file_bytes:,}",
+            stage=STAGE,
+        )
+
+
+def validate(data: bytes, config: ValidateConfig) -> Header:
+    """Check format, byte and pixel limits of an image held in memory.
+
+    Cost: one signature match and a header parse; the pixels stay encoded.
+    """
+    check_size(len(data), config)
+    fmt = sniff_format(data[:256])
+    if fmt is None:
+        raise Rejected(
+            Reason.NOT_AN_IMAGE,
+            f"no known image signature in the first bytes ({data[:8].hex(' ')})",
+            stage=STAGE,
+        )
+    if fmt not in config.allowed_formats:
+        raise Rejected(
+            Reason.FORMAT_NOT_ALLOWED,
+            f"format {fmt} is not in validate.allowed_formats "
+            f"({', '.join(config.allowed_formats)})",
+            stage=STAGE,
+        )
+
+    if fmt == "gif":
+        _check_pixels(*gif_frame_extent(data), config)
+    header = read_header(data, fmt)
+    if header.width < 1 or header.height < 1:
+        raise Rejected(
+            Reason.DEGENERATE_SIZE,
+            f"image is {header.width}x{header.height} pixels",
+            stage=STAGE,
+        )
+    _check_pixels(header.width, header.height, config)
+    return header
+
+
+def _check_pixels(width: int, height: int, config: ValidateConfig) -> None:
+    if width * height > config.max_pixels:
+        raise Rejected(
+            Reason.TOO_MANY_PIXELS,
+            f"image is {width}x{height} = {width * height:,} pixels; "
+            f"the limit validate.max_pixels is {config.max_pixels:,}",
+            stage=STAGE,
+        )
