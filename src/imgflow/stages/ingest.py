@@ -53,28 +53,29 @@ class Filters:
 
 
 def _walk(root: Path, filters: Filters) -> Iterator[Path | IngestIssue]:
-    """Yield files under `root` in sorted order, following symlinks once."""
+    """Yield files under `root` in path order, following each folder once.
+
+    Folders are visited where they sort, so the order matches a sorted list
+    of relative paths; symlinked folders are followed unless already seen.
+    """
     seen: set[tuple[int, int]] = set()
-    pending = [root]
-    while pending:
-        folder = pending.pop()
+
+    def visit(folder: Path) -> Iterator[Path | IngestIssue]:
         try:
             info = folder.stat()
         except OSError as exc:
             yield IngestIssue(str(folder), f"cannot read folder: {exc.strerror or exc}")
-            continue
+            return
         identity = (info.st_dev, info.st_ino)
         if identity in seen:
             yield IngestIssue(str(folder), "symlink loop or repeated folder; skipped")
-            continue
+            return
         seen.add(identity)
         try:
             entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
         except OSError as exc:
             yield IngestIssue(str(folder), f"cannot list folder: {exc.strerror or exc}")
-            continue
-
-        subfolders = []
+            return
         for entry in entries:
             path = Path(entry.path)
             try:
@@ -82,11 +83,11 @@ def _walk(root: Path, filters: Filters) -> Iterator[Path | IngestIssue]:
             except OSError:
                 is_dir = False
             if is_dir:
-                subfolders.append(path)
+                yield from visit(path)
             elif filters.accepts(path.relative_to(root).as_posix()):
                 yield path
-        # Reversed so that pop() visits subfolders in sorted order.
-        pending.extend(reversed(subfolders))
+
+    yield from visit(root)
 
 
 def _read_list(spec: str) -> Iterator[Path]:

@@ -46,11 +46,11 @@ def write_atomic(path: Path, data: bytes, *, fsync: bool) -> None:
     the data reaches the disk before the rename, so a power cut cannot leave
     a renamed but empty file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(
         f"{TEMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
     )
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(temp, "xb") as handle:
             handle.write(data)
             if fsync:
@@ -58,7 +58,10 @@ def write_atomic(path: Path, data: bytes, *, fsync: bool) -> None:
                 os.fsync(handle.fileno())
         os.replace(temp, path)
     except OSError as exc:
-        temp.unlink(missing_ok=True)
+        try:
+            temp.unlink(missing_ok=True)
+        except OSError:
+            pass  # The folder itself is unusable, so no temporary file exists.
         raise StageFailed(
             Reason.WRITE_FAILED,
             f"cannot write {path}: {exc.strerror or exc}",

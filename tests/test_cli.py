@@ -1,0 +1,129 @@
+"""The `imgflow` command: exit codes, report, configuration errors."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import jpeg_bytes, quadrant_pixels
+from imgflow.cli import main
+from imgflow.config import PipelineConfig, load_config
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for index in range(3):
+        image = Image.fromarray(quadrant_pixels(300 + index, 200))
+        (folder / f"p{index}.jpg").write_bytes(jpeg_bytes(image))
+    return folder
+
+
+def _invoke(*args: str, input: str | None = None):
+    return CliRunner().invoke(main, list(args), input=input, catch_exceptions=False)
+
+
+def test_run_all_done_exits_zero(photos: Path, tmp_path: Path) -> None:
+    """A run where every image is processed exits 0 and writes the report."""
+    report = tmp_path / "report.json"
+    result = _invoke("run", str(photos), "--out", str(tmp_path / "out"),
+                     "--mode", "sequential", "--report", str(report), "-q")
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    assert data["summary"]["done"] == 3
+    assert data["summary"]["images"] == 3
+    first = data["images"][0]
+    assert first["status"] == "done"
+    assert first["reason"] is None
+    assert set(first["variants"]) == {"thumb", "medium", "large"}
+    assert first["variants"]["thumb"]["width"] == 256
+    assert (tmp_path / "out" / first["variants"]["thumb"]["path"]).is_file()
+
+
+def test_run_with_rejection_exits_one(photos: Path, tmp_path: Path) -> None:
+    """A rejected image makes the exit status 1 and is named in the report."""
+    (photos / "broken.jpg").write_bytes(b"not an image at all")
+    report = tmp_path / "report.json"
+    result = _invoke("run", str(photos), "--out", str(tmp_path / "out"),
+                     "--mode", "sequential", "--report", str(report))
+    assert result.exit_code == 1
+    assert "not_an_image" in result.output
+    entries = {Path(e["source"]).name: e for e in json.loads(report.read_text())["images"]}
+    assert entries["broken.jpg"]["status"] == "rejected"
+    assert entries["broken.jpg"]["reason"] == "not_an_image"
+    assert entries["p0.jpg"]["status"] == "done"
+
+
+def test_run_summary_table_printed(photos: Path, tmp_path: Path) -> None:
+    """Without --quiet the summary table shows counts and rates."""
+    result = _invoke("run", str(photos), "--out", str(tmp_path / "out"), "--mode", "sequential")
+    assert result.exit_code == 0
+    assert "images/s" in result.output
+    assert "p95" in result.output
+
+
+def test_invalid_config_exits_two(photos: Path, tmp_path: Path) -> None:
+    """A bad config value exits 2 with the key and the expected value."""
+    config = tmp_path / "bad.toml"
+    config.write_text("[variants.thumb]\nsize = 256\nfit = 'sideways'\n")
+    result = _invoke("run", str(photos), "--out", str(tmp_path / "out"), "--config", str(config))
+    assert result.exit_code == 2
+    assert "variants.thumb.fit" in result.output
+    assert "sideways" in result.output
+
+
+def test_unknown_config_key_exits_two(photos: Path, tmp_path: Path) -> None:
+    """A misspelt setting is named instead of being ignored."""
+    config = tmp_path / "bad.toml"
+    config.write_text("[validate]\nmax_pixel = 5\n")
+    result = _invoke("run", str(photos), "--out", str(tmp_path / "out"), "--config", str(config))
+    assert result.exit_code == 2
+    assert "validate.max_pixel" in result.output
+    assert "unknown setting" in result.output
+
+
+def test_missing_input_exits_two(tmp_path: Path) -> None:
+    """No input at all is a usage error."""
+    result = _invoke("run", "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert "no input" in result.output
+
+
+def test_bad_mode_exits_two(photos: Path, tmp_path: Path) -> None:
+    """An unknown --mode is rejected by the option parser."""
+    result = CliRunner().invoke(main, ["run", str(photos), "--out", str(tmp_path), "--mode", "x"])
+    assert result.exit_code == 2
+
+
+def test_stdin_list_of_paths(photos: Path, tmp_path: Path) -> None:
+    """'-' reads the paths to process from stdin."""
+    listing = "\n".join(str(p) for p in sorted(photos.glob("*.jpg"))[:2]) + "\n"
+    report = tmp_path / "r.json"
+    result = _invoke("run", "-", "--out", str(tmp_path / "out"), "--mode", "sequential",
+                     "--report", str(report), "-q", input=listing)
+    assert result.exit_code == 0
+    assert json.loads(report.read_text())["summary"]["images"] == 2
+
+
+def test_init_writes_loadable_defaults(tmp_path: Path) -> None:
+    """The starter config parses and equals the built-in defaults."""
+    path = tmp_path / "imgflow.toml"
+    result = _invoke("init", str(path))
+    assert result.exit_code == 0
+    tomllib.loads(path.read_text())
+    assert load_config(path) == PipelineConfig()
+
+
+def test_init_keeps_existing_file(tmp_path: Path) -> None:
+    """init does not overwrite a file unless --force is given."""
+    path = tmp_path / "imgflow.toml"
+    path.write_text("# mine\n")
+    result = _invoke("init", str(path))
+    assert result.exit_code == 2
+    assert path.read_text() == "# mine\n"

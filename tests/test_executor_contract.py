@@ -1,0 +1,157 @@
+"""One contract for every execution model, with sequential as the oracle.
+
+Each model must write byte-identical files and the same catalog content
+(apart from run ids and timestamps) for the same inputs and config.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import jpeg_bytes, quadrant_pixels
+from imgflow.catalog import SQLiteCatalog
+from imgflow.config import parse_config
+from imgflow.errors import Status
+from imgflow.runner import RunRequest, collect_sources, execute
+
+MODELS = [("sequential", 1), ("parallel", 2)]
+
+CONFIG = {
+    "variants": {
+        "thumb": {"size": 96},
+        "square": {"width": 80, "height": 80, "fit": "cover", "format": "webp"},
+        "wide": {"width": 120, "height": 40, "fit": "exact", "format": "png"},
+        "small": {"size": 48, "format": "avif", "effort": 2},
+    }
+}
+
+TIMING_COLUMNS = {"run_id", "updated_at"}
+
+
+def _make_inputs(folder: Path) -> None:
+    rng = np.random.default_rng(7)
+    folder.mkdir(parents=True)
+    for index in range(6):
+        pixels = quadrant_pixels(320 + 16 * index, 240)
+        noise = rng.integers(0, 40, pixels.shape, dtype=np.uint8)
+        image = Image.fromarray(pixels // 2 + noise)
+        exif = Image.Exif()
+        exif[0x0112] = (1, 6, 8, 3, 1, 5)[index]
+        (folder / f"photo_{index}.jpg").write_bytes(jpeg_bytes(image, exif=exif))
+    rgba = Image.new("RGBA", (64, 48), (255, 0, 0, 128))
+    rgba.save(folder / "alpha.png")
+    frames = [Image.new("P", (40, 30), color) for color in (1, 2, 3)]
+    frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:])
+    good = jpeg_bytes(Image.fromarray(quadrant_pixels(200, 100)))
+    (folder / "cut.jpg").write_bytes(good[: len(good) // 2])
+    (folder / "empty.jpg").write_bytes(b"")
+    nested = folder / "nested"
+    nested.mkdir()
+    # The same name as a top-level file, different content: both must survive.
+    buffer = io.BytesIO()
+    Image.fromarray(quadrant_pixels(100, 80)[::-1].copy()).save(buffer, "JPEG")
+    (nested / "photo_0.jpg").write_bytes(buffer.getvalue())
+
+
+def _run(inputs: Path, out: Path, mode: str, workers: int):
+    request = RunRequest(
+        inputs=[str(inputs)], out_dir=out, config=parse_config(CONFIG), mode=mode, workers=workers
+    )
+    sources, issues = collect_sources(request)
+    return execute(request, sources, issues)
+
+
+def _files(out: Path) -> dict[str, str]:
+    return {
+        path.relative_to(out).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(out.rglob("*"))
+        if path.is_file() and not path.name.startswith("catalog.sqlite")
+    }
+
+
+def _catalog(out: Path) -> dict[str, list[dict]]:
+    catalog = SQLiteCatalog(out / "catalog.sqlite")
+    try:
+        strip = lambda rows: [  # noqa: E731
+            {k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in rows
+        ]
+        return {
+            "images": strip(catalog.images()),
+            "variants": strip(catalog.variants()),
+            "rejections": strip(catalog.rejections()),
+        }
+    finally:
+        catalog.close()
+
+
+@pytest.fixture(scope="module")
+def oracle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("oracle")
+    _make_inputs(root / "in")
+    summary = _run(root / "in", root / "out", "sequential", 1)
+    assert summary.counts == {"done": 9, "rejected": 2}
+    return root / "in", root / "out"
+
+
+@pytest.mark.parametrize(("mode", "workers"), MODELS)
+def test_model_matches_oracle_files(
+    mode: str, workers: int, oracle: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Every model writes byte-identical variants and sidecars."""
+    inputs, expected = oracle
+    summary = _run(inputs, tmp_path / "out", mode, workers)
+    assert summary.mode == mode
+    assert _files(tmp_path / "out") == _files(expected)
+
+
+@pytest.mark.parametrize(("mode", "workers"), MODELS)
+def test_model_matches_oracle_catalog(
+    mode: str, workers: int, oracle: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Every model records the same catalog rows, timings aside."""
+    inputs, expected = oracle
+    _run(inputs, tmp_path / "out", mode, workers)
+    assert _catalog(tmp_path / "out") == _catalog(expected)
+
+
+@pytest.mark.parametrize(("mode", "workers"), MODELS)
+def test_model_reports_in_input_order(
+    mode: str, workers: int, oracle: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Results come back sorted by input position with one per input."""
+    inputs, _ = oracle
+    summary = _run(inputs, tmp_path / "out", mode, workers)
+    indexes = [result.source.index for result in summary.results]
+    assert indexes == list(range(11))
+    rejected = {Path(r.source.path).name for r in summary.results if r.status is Status.REJECTED}
+    assert rejected == {"cut.jpg", "empty.jpg"}
+
+
+@pytest.mark.parametrize(("mode", "workers"), MODELS)
+def test_rerun_does_not_duplicate(
+    mode: str, workers: int, oracle: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A second run into the same folder replaces files and rows, adding none."""
+    inputs, _ = oracle
+    out = tmp_path / "out"
+    _run(inputs, out, mode, workers)
+    first_files = _files(out)
+    first_catalog = _catalog(out)
+    _run(inputs, out, mode, workers)
+    assert _files(out) == first_files
+    assert _catalog(out) == first_catalog
+    leftovers = [p for p in out.rglob(".imgflow-*")]
+    assert leftovers == []
+
+
+def test_same_name_in_two_folders_survives(oracle: tuple[Path, Path]) -> None:
+    """Two different photo_0.jpg files get two keys and two sets of variants."""
+    _, out = oracle
+    thumbs = sorted(p.name for p in (out / "thumb").glob("photo_0-*.jpg"))
+    assert len(thumbs) == 2

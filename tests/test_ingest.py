@@ -1,0 +1,66 @@
+"""Input listing: recursion, filters, list files, symlink loops."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from imgflow.stages.ingest import Filters, IngestIssue, iter_inputs
+
+
+def _tree(root: Path) -> None:
+    for relative in ("a.jpg", "b.png", "sub/c.jpg", "sub/deep/d.jpg", "sub/skip.tmp"):
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+
+
+def _names(items: list) -> list[str]:
+    return [Path(item).name for item in items if not isinstance(item, IngestIssue)]
+
+
+def test_folder_walk_sorted_and_recursive(tmp_path: Path) -> None:
+    """A folder yields every file below it, in sorted order."""
+    _tree(tmp_path)
+    assert _names(list(iter_inputs([str(tmp_path)]))) == [
+        "a.jpg", "b.png", "c.jpg", "d.jpg", "skip.tmp",
+    ]
+
+
+def test_include_and_exclude(tmp_path: Path) -> None:
+    """Include and exclude globs match names and relative paths."""
+    _tree(tmp_path)
+    filters = Filters(include=("*.jpg",), exclude=("sub/deep/*",))
+    assert _names(list(iter_inputs([str(tmp_path)], filters=filters))) == ["a.jpg", "c.jpg"]
+
+
+def test_symlink_loop_reported(tmp_path: Path) -> None:
+    """A symlink back to an ancestor is reported once and not followed."""
+    _tree(tmp_path)
+    os.symlink(tmp_path, tmp_path / "sub" / "loop")
+    found = list(iter_inputs([str(tmp_path)]))
+    issues = [item for item in found if isinstance(item, IngestIssue)]
+    assert len(issues) == 1
+    assert "loop" in issues[0].message
+    assert len(_names(found)) == 5
+
+
+def test_missing_input_reported(tmp_path: Path) -> None:
+    """A path that does not exist becomes an issue, not an exception."""
+    found = list(iter_inputs([str(tmp_path / "nope.jpg")]))
+    assert found == [IngestIssue(str(tmp_path / "nope.jpg"), "input not found")]
+
+
+def test_list_file_and_duplicates(tmp_path: Path) -> None:
+    """A list file adds paths; a file named twice is yielded once."""
+    _tree(tmp_path)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# comment\n{tmp_path / 'a.jpg'}\n\n{tmp_path / 'b.png'}\n")
+    found = list(iter_inputs([str(tmp_path / "a.jpg")], list_files=[str(listing)]))
+    assert _names(found) == ["a.jpg", "b.png"]
+
+
+def test_broken_symlink_yielded(tmp_path: Path) -> None:
+    """A dangling symlink is yielded so the run records it as unreadable."""
+    os.symlink(tmp_path / "gone.jpg", tmp_path / "link.jpg")
+    assert _names(list(iter_inputs([str(tmp_path)]))) == ["link.jpg"]

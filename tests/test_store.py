@@ -1,0 +1,68 @@
+"""Atomic writes, output keys and unreadable sources."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from imgflow.config import ValidateConfig
+from imgflow.errors import Reason, StageFailed
+from imgflow.stages import store
+from imgflow.stages.ingest import read_source
+
+
+def test_write_atomic_replaces_whole_file(tmp_path: Path) -> None:
+    """The target holds the new bytes and no temporary file remains."""
+    target = tmp_path / "v" / "x.jpg"
+    store.write_atomic(target, b"old", fsync=False)
+    store.write_atomic(target, b"new bytes", fsync=True)
+    assert target.read_bytes() == b"new bytes"
+    assert [p.name for p in target.parent.iterdir()] == ["x.jpg"]
+
+
+def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure before the rename leaves neither target nor temporary file."""
+
+    def fail(*_args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", fail)
+    target = tmp_path / "x.jpg"
+    with pytest.raises(StageFailed) as caught:
+        store.write_atomic(target, b"data", fsync=False)
+    assert caught.value.reason is Reason.WRITE_FAILED
+    assert "No space left" in caught.value.message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_into_file_path_fails_cleanly(tmp_path: Path) -> None:
+    """An output folder that is really a file gives WRITE_FAILED."""
+    (tmp_path / "thumb").write_bytes(b"")
+    with pytest.raises(StageFailed) as caught:
+        store.write_atomic(tmp_path / "thumb" / "x.jpg", b"data", fsync=False)
+    assert caught.value.reason is Reason.WRITE_FAILED
+
+
+def test_image_key_safe_and_distinct() -> None:
+    """Keys are filesystem-safe and differ when the bytes differ."""
+    first = store.image_key("/a/IMG 0001 (copy).JPG", "ab" * 32)
+    second = store.image_key("/b/IMG 0001 (copy).JPG", "cd" * 32)
+    assert first == "IMG_0001_copy-abababababababab"
+    assert first != second
+    assert store.image_key("/x/%%%.jpg", "ef" * 32) == "image-efefefefefefefef"
+
+
+def test_read_source_missing_file(tmp_path: Path) -> None:
+    """A file deleted before it is read fails as UNREADABLE."""
+    with pytest.raises(StageFailed) as caught:
+        read_source(str(tmp_path / "gone.jpg"), ValidateConfig())
+    assert caught.value.reason is Reason.UNREADABLE
+
+
+def test_read_source_folder_rejected(tmp_path: Path) -> None:
+    """A folder listed as a file fails as UNREADABLE, not as a crash."""
+    with pytest.raises(StageFailed) as caught:
+        read_source(str(tmp_path), ValidateConfig())
+    assert "not a regular file" in caught.value.message
