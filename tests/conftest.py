@@ -47,7 +47,11 @@ def quadrant_pixels(width: int, height: int) -> np.ndarray:
 
 
 def jpeg_bytes(
-    image: Image.Image, *, exif: Image.Exif | None = None, quality: int = 95, **options: object
+    image: Image.Image,
+    *,
+    exif: Image.Exif | None = None,
+    quality: int = 95,
+    **options: object,
 ) -> bytes:
     buffer = io.BytesIO()
     if exif is not None:

@@ -32,8 +32,17 @@ def _invoke(*args: str, input: str | None = None):
 def test_run_all_done_exits_zero(photos: Path, tmp_path: Path) -> None:
     """A run where every image is processed exits 0 and writes the report."""
     report = tmp_path / "report.json"
-    result = _invoke("run", str(photos), "--out", str(tmp_path / "out"),
-                     "--mode", "sequential", "--report", str(report), "-q")
+    result = _invoke(
+        "run",
+        str(photos),
+        "--out",
+        str(tmp_path / "out"),
+        "--mode",
+        "sequential",
+        "--report",
+        str(report),
+        "-q",
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(report.read_text())
     assert data["summary"]["done"] == 3
@@ -50,11 +59,21 @@ def test_run_with_rejection_exits_one(photos: Path, tmp_path: Path) -> None:
     """A rejected image makes the exit status 1 and is named in the report."""
     (photos / "broken.jpg").write_bytes(b"not an image at all")
     report = tmp_path / "report.json"
-    result = _invoke("run", str(photos), "--out", str(tmp_path / "out"),
-                     "--mode", "sequential", "--report", str(report))
+    result = _invoke(
+        "run",
+        str(photos),
+        "--out",
+        str(tmp_path / "out"),
+        "--mode",
+        "sequential",
+        "--report",
+        str(report),
+    )
     assert result.exit_code == 1
     assert "not_an_image" in result.output
-    entries = {Path(e["source"]).name: e for e in json.loads(report.read_text())["images"]}
+    entries = {
+        Path(e["source"]).name: e for e in json.loads(report.read_text())["images"]
+    }
     assert entries["broken.jpg"]["status"] == "rejected"
     assert entries["broken.jpg"]["reason"] == "not_an_image"
     assert entries["p0.jpg"]["status"] == "done"
@@ -62,7 +81,9 @@ def test_run_with_rejection_exits_one(photos: Path, tmp_path: Path) -> None:
 
 def test_run_summary_table_printed(photos: Path, tmp_path: Path) -> None:
     """Without --quiet the summary table shows counts and rates."""
-    result = _invoke("run", str(photos), "--out", str(tmp_path / "out"), "--mode", "sequential")
+    result = _invoke(
+        "run", str(photos), "--out", str(tmp_path / "out"), "--mode", "sequential"
+    )
     assert result.exit_code == 0
     assert "images/s" in result.output
     assert "p95" in result.output
@@ -72,7 +93,9 @@ def test_invalid_config_exits_two(photos: Path, tmp_path: Path) -> None:
     """A bad config value exits 2 with the key and the expected value."""
     config = tmp_path / "bad.toml"
     config.write_text("[variants.thumb]\nsize = 256\nfit = 'sideways'\n")
-    result = _invoke("run", str(photos), "--out", str(tmp_path / "out"), "--config", str(config))
+    result = _invoke(
+        "run", str(photos), "--out", str(tmp_path / "out"), "--config", str(config)
+    )
     assert result.exit_code == 2
     assert "variants.thumb.fit" in result.output
     assert "sideways" in result.output
@@ -82,7 +105,9 @@ def test_unknown_config_key_exits_two(photos: Path, tmp_path: Path) -> None:
     """A misspelt setting is named instead of being ignored."""
     config = tmp_path / "bad.toml"
     config.write_text("[validate]\nmax_pixel = 5\n")
-    result = _invoke("run", str(photos), "--out", str(tmp_path / "out"), "--config", str(config))
+    result = _invoke(
+        "run", str(photos), "--out", str(tmp_path / "out"), "--config", str(config)
+    )
     assert result.exit_code == 2
     assert "validate.max_pixel" in result.output
     assert "unknown setting" in result.output
@@ -97,7 +122,9 @@ def test_missing_input_exits_two(tmp_path: Path) -> None:
 
 def test_bad_mode_exits_two(photos: Path, tmp_path: Path) -> None:
     """An unknown --mode is rejected by the option parser."""
-    result = CliRunner().invoke(main, ["run", str(photos), "--out", str(tmp_path), "--mode", "x"])
+    result = CliRunner().invoke(
+        main, ["run", str(photos), "--out", str(tmp_path), "--mode", "x"]
+    )
     assert result.exit_code == 2
 
 
@@ -105,8 +132,18 @@ def test_stdin_list_of_paths(photos: Path, tmp_path: Path) -> None:
     """'-' reads the paths to process from stdin."""
     listing = "\n".join(str(p) for p in sorted(photos.glob("*.jpg"))[:2]) + "\n"
     report = tmp_path / "r.json"
-    result = _invoke("run", "-", "--out", str(tmp_path / "out"), "--mode", "sequential",
-                     "--report", str(report), "-q", input=listing)
+    result = _invoke(
+        "run",
+        "-",
+        "--out",
+        str(tmp_path / "out"),
+        "--mode",
+        "sequential",
+        "--report",
+        str(report),
+        "-q",
+        input=listing,
+    )
     assert result.exit_code == 0
     assert json.loads(report.read_text())["summary"]["images"] == 2
 

@@ -61,7 +61,11 @@ def _make_inputs(folder: Path) -> None:
 
 def _run(inputs: Path, out: Path, mode: str, workers: int):
     request = RunRequest(
-        inputs=[str(inputs)], out_dir=out, config=parse_config(CONFIG), mode=mode, workers=workers
+        inputs=[str(inputs)],
+        out_dir=out,
+        config=parse_config(CONFIG),
+        mode=mode,
+        workers=workers,
     )
     sources, issues = collect_sources(request)
     return execute(request, sources, issues)
@@ -129,7 +133,9 @@ def test_model_reports_in_input_order(
     summary = _run(inputs, tmp_path / "out", mode, workers)
     indexes = [result.source.index for result in summary.results]
     assert indexes == list(range(11))
-    rejected = {Path(r.source.path).name for r in summary.results if r.status is Status.REJECTED}
+    rejected = {
+        Path(r.source.path).name for r in summary.results if r.status is Status.REJECTED
+    }
     assert rejected == {"cut.jpg", "empty.jpg"}
 
 

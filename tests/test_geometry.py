@@ -23,7 +23,9 @@ def test_inside_fits_box_without_zero_side(width: int, height: int, box: int) ->
 
 
 @given(width=sides, height=sides, box_w=boxes, box_h=boxes)
-def test_cover_fills_box_when_large(width: int, height: int, box_w: int, box_h: int) -> None:
+def test_cover_fills_box_when_large(
+    width: int, height: int, box_w: int, box_h: int
+) -> None:
     """A cover fit of a large enough image is exactly the box."""
     variant = Variant(width=box_w, height=box_h, fit=Fit.COVER)
     plan = plan_variant("v", variant, width, height)
@@ -40,7 +42,9 @@ def test_cover_fills_box_when_large(width: int, height: int, box_w: int, box_h: 
 @given(width=sides, height=sides, box_w=boxes, box_h=boxes)
 def test_exact_never_upscales(width: int, height: int, box_w: int, box_h: int) -> None:
     """An exact fit stretches to the box, capped at the source size."""
-    plan = plan_variant("v", Variant(width=box_w, height=box_h, fit=Fit.EXACT), width, height)
+    plan = plan_variant(
+        "v", Variant(width=box_w, height=box_h, fit=Fit.EXACT), width, height
+    )
     assert plan.size == (min(box_w, width), min(box_h, height))
 
 
@@ -54,7 +58,10 @@ def test_upscale_reaches_box(width: int, height: int, box: int) -> None:
 @given(width=sides, height=sides, boxes=st.lists(boxes, min_size=1, max_size=4))
 def test_base_serves_every_variant(width: int, height: int, boxes: list[int]) -> None:
     """The decode size is never smaller than any variant, nor larger than the source."""
-    plans = [plan_variant(f"v{i}", Variant(size=b), width, height) for i, b in enumerate(boxes)]
+    plans = [
+        plan_variant(f"v{i}", Variant(size=b), width, height)
+        for i, b in enumerate(boxes)
+    ]
     base_w, base_h = base_size(plans, width, height)
     assert base_w <= width
     assert base_h <= height

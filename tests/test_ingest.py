@@ -23,7 +23,11 @@ def test_folder_walk_sorted_and_recursive(tmp_path: Path) -> None:
     """A folder yields every file below it, in sorted order."""
     _tree(tmp_path)
     assert _names(list(iter_inputs([str(tmp_path)]))) == [
-        "a.jpg", "b.png", "c.jpg", "d.jpg", "skip.tmp",
+        "a.jpg",
+        "b.png",
+        "c.jpg",
+        "d.jpg",
+        "skip.tmp",
     ]
 
 
@@ -31,7 +35,10 @@ def test_include_and_exclude(tmp_path: Path) -> None:
     """Include and exclude globs match names and relative paths."""
     _tree(tmp_path)
     filters = Filters(include=("*.jpg",), exclude=("sub/deep/*",))
-    assert _names(list(iter_inputs([str(tmp_path)], filters=filters))) == ["a.jpg", "c.jpg"]
+    assert _names(list(iter_inputs([str(tmp_path)], filters=filters))) == [
+        "a.jpg",
+        "c.jpg",
+    ]
 
 
 def test_symlink_loop_reported(tmp_path: Path) -> None:

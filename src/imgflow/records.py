@@ -32,6 +32,8 @@ class Header:
     pages: int
     orientation: int
     progressive: bool
+    interpretation: str = "srgb"
+    has_profile: bool = False
 
     @property
     def pixels(self) -> int:

@@ -94,14 +94,21 @@ def _load_with_pillow(data: bytes) -> pyvips.Image:
     return image
 
 
+def _needs_colour_transform(header: Header) -> bool:
+    # Untagged RGB and grey are sRGB by convention, and a transform through
+    # the profile connection space costs more than the whole resize.
+    return header.has_profile or header.interpretation == "cmyk"
+
+
 def _decode_base(
     data: bytes, header: Header, size: tuple[int, int], flatten: list[int] | None
 ) -> pyvips.Image:
     """Decode, orient and shrink to `size`, returning an image held in memory."""
     width, height = size
+    colour = {"export_profile": "srgb"} if _needs_colour_transform(header) else {}
     if header.format in _PILLOW_DECODED:
         image = _load_with_pillow(data).thumbnail_image(
-            width, height=height, size="down", export_profile="srgb"
+            width, height=height, size="down", **colour
         )
     else:
         image = pyvips.Image.thumbnail_buffer(
@@ -109,8 +116,8 @@ def _decode_base(
             width,
             height=height,
             size="down",
-            export_profile="srgb",
             option_string=_LOAD_OPTIONS,
+            **colour,
         )
     image = _to_8bit_srgb(image)
     if flatten is not None:
@@ -224,8 +231,8 @@ def _render_animated(
         height=height,
         size="force" if plan.variant.fit.value == "exact" else "both",
         crop=crop,
-        export_profile="srgb",
         option_string=f"{_LOAD_OPTIONS},n={frames}",
+        **({"export_profile": "srgb"} if _needs_colour_transform(header) else {}),
     )
     return _to_8bit_srgb(image).copy_memory()
 

@@ -186,6 +186,8 @@ def read_header(data: bytes, fmt: str) -> Header:
         pages=max(pages, 1),
         orientation=_orientation(image),
         progressive=progressive,
+        interpretation=image.interpretation,
+        has_profile=bool(image.get_typeof("icc-profile-data")),
     )
 
 
