@@ -196,7 +196,8 @@ class OutputConfig(_Section):
         default=False, description="With keep_exif, also keep the GPS position."
     )
     keep_icc: bool = Field(
-        default=True, description="Embed the sRGB profile in the variants."
+        default=True,
+        description="Embed the sRGB profile in variants of images that carried a colour profile.",
     )
     fsync: bool = Field(
         default=True,
