@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -22,7 +25,7 @@ from rich.table import Table
 
 from imgflow.config import load_config, starter_config
 from imgflow.errors import ConfigError, ExitCode, Status, UsageError
-from imgflow.executors import MODES
+from imgflow.executors import MODES, RunControl
 from imgflow.runner import (
     RunRequest,
     RunSummary,
@@ -68,6 +71,7 @@ def _summary_table(summary: RunSummary) -> Table:
         "done",
         "rejected",
         "failed",
+        "not processed",
         "images/s",
         "p50 s/image",
         "p95 s/image",
@@ -79,6 +83,7 @@ def _summary_table(summary: RunSummary) -> Table:
         str(summary.counts.get("done", 0)),
         str(summary.counts.get("rejected", 0)),
         str(summary.counts.get("failed", 0)),
+        str(len(summary.not_processed)),
         f"{summary.images_per_second:.2f}",
         "-" if p50 is None else f"{p50:.3f}",
         "-" if p95 is None else f"{p95:.3f}",
@@ -165,6 +170,18 @@ def _problems_table(summary: RunSummary) -> Table | None:
     metavar="FILE",
     help="Read input paths from FILE, one per line ('-' for stdin).",
 )
+@click.option(
+    "--ordered",
+    is_flag=True,
+    help="Record results in input order (catalog and report).",
+)
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    metavar="SECONDS",
+    help="End a worker that spends longer on one image (not in sequential mode).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 @click.option(
     "-v", "--verbose", count=True, help="More log output (-v info, -vv debug)."
@@ -179,6 +196,8 @@ def run(
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     list_files: tuple[str, ...],
+    ordered: bool,
+    time_limit: float | None,
     quiet: bool,
     verbose: int,
 ) -> None:
@@ -204,6 +223,8 @@ def run(
             workers=workers,
             filters=Filters(include=include, exclude=exclude),
             list_files=list_files,
+            ordered=ordered,
+            time_limit=time_limit,
         )
         sources, issues = collect_sources(request)
         summary = _execute_with_progress(request, sources, issues, quiet=quiet)
@@ -222,11 +243,42 @@ def run(
     sys.exit(ExitCode.OK if summary.all_done else ExitCode.SOME_IMAGES_NOT_DONE)
 
 
+@contextlib.contextmanager
+def _stop_on_signals(control: RunControl) -> Iterator[None]:
+    """First SIGINT or SIGTERM stops intake; the second abandons the run."""
+
+    def handle(signum: int, _frame: object) -> None:
+        control.request_stop()
+        if control.abandoned:
+            raise KeyboardInterrupt
+        stderr.print(
+            f"[yellow]{signal.Signals(signum).name}: finishing the images in progress; "
+            "signal again to abandon them[/yellow]"
+        )
+
+    previous = {
+        sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _execute_with_progress(
     request: RunRequest, sources: list, issues: list, *, quiet: bool
 ) -> RunSummary:
-    if quiet or not sources:
-        return execute(request, sources, issues)
+    control = RunControl(max_ahead=request.order_window if request.ordered else None)
+    with _stop_on_signals(control):
+        if quiet or not sources:
+            return execute(request, sources, issues, control=control)
+        return _execute_with_bar(request, sources, issues, control)
+
+
+def _execute_with_bar(
+    request: RunRequest, sources: list, issues: list, control: RunControl
+) -> RunSummary:
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -246,7 +298,7 @@ def _execute_with_progress(
             rate = f"{completed / elapsed:.1f}/s" if elapsed > 0 else ""
             progress.update(task, advance=1, rate=rate)
 
-        return execute(request, sources, issues, on_result=advance)
+        return execute(request, sources, issues, on_result=advance, control=control)
 
 
 @main.command()

@@ -31,6 +31,7 @@ class Reason(enum.StrEnum):
     ENCODE_FAILED = "encode_failed"
     WRITE_FAILED = "write_failed"
     WORKER_LOST = "worker_lost"
+    TIMED_OUT = "timed_out"
     INTERNAL_ERROR = "internal_error"
 
 
@@ -66,6 +67,7 @@ REASON_STATUS: dict[Reason, Status] = {
     Reason.ENCODE_FAILED: Status.FAILED,
     Reason.WRITE_FAILED: Status.FAILED,
     Reason.WORKER_LOST: Status.FAILED,
+    Reason.TIMED_OUT: Status.FAILED,
     Reason.INTERNAL_ERROR: Status.FAILED,
 }
 

@@ -12,7 +12,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +21,11 @@ from imgflow.catalog import RunInfo, SQLiteCatalog
 from imgflow.config import PipelineConfig
 from imgflow.errors import Status
 from imgflow.executors import make_executor
+from imgflow.executors.base import RunControl
 from imgflow.pipeline import Pipeline
 from imgflow.records import ImageResult, Source
 from imgflow.stages.ingest import Filters, IngestIssue, iter_inputs
-from imgflow.stages.store import OutputLayout, write_atomic
+from imgflow.stages.store import TEMP_PREFIX, OutputLayout, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,9 @@ class RunRequest:
     workers: int | None = None
     filters: Filters = Filters()
     list_files: Sequence[str] = ()
+    ordered: bool = False
+    order_window: int = 32
+    time_limit: float | None = None
 
 
 @dataclass(slots=True)
@@ -52,10 +56,12 @@ class RunSummary:
     issues: list[IngestIssue]
     seconds: float
     counts: dict[str, int] = field(default_factory=dict)
+    not_processed: list[Source] = field(default_factory=list)
 
     @property
     def all_done(self) -> bool:
-        return self.counts.get(Status.DONE.value, 0) == len(self.results)
+        done = self.counts.get(Status.DONE.value, 0)
+        return done == len(self.results) and not self.not_processed
 
     @property
     def images_per_second(self) -> float:
@@ -78,6 +84,7 @@ class RunSummary:
                 "done": self.counts.get("done", 0),
                 "rejected": self.counts.get("rejected", 0),
                 "failed": self.counts.get("failed", 0),
+                "not_processed": len(self.not_processed),
                 "seconds": round(self.seconds, 3),
                 "images_per_second": round(self.images_per_second, 3),
                 "p50_seconds": _round(self.latency(0.50)),
@@ -85,6 +92,7 @@ class RunSummary:
             },
             "images": [result.to_report() for result in self.results],
             "issues": [{"path": i.path, "message": i.message} for i in self.issues],
+            "not_processed": [source.path for source in self.not_processed],
         }
 
 
@@ -108,18 +116,57 @@ def collect_sources(request: RunRequest) -> tuple[list[Source], list[IngestIssue
     return sources, issues
 
 
+def in_input_order(
+    results: Iterator[ImageResult], first_index: int = 0
+) -> Iterator[ImageResult]:
+    """Re-emit results by source index, holding early ones back.
+
+    The executor's ordering window bounds how many are held. Results left
+    behind a gap when the stream ends (a stopped run) follow in order.
+    """
+    held: dict[int, ImageResult] = {}
+    expected = first_index
+    for result in results:
+        held[result.source.index] = result
+        while expected in held:
+            yield held.pop(expected)
+            expected += 1
+    for index in sorted(held):
+        yield held[index]
+
+
+def _remove_stale_temporaries(out_dir: Path) -> None:
+    # NOTE: assumes one run at a time per output folder; a concurrent run's
+    # in-progress temporary files would be removed too.
+    for path in out_dir.rglob(f"{TEMP_PREFIX}*"):
+        log.info("removing temporary file left by an interrupted run: %s", path)
+        path.unlink(missing_ok=True)
+
+
 def execute(
     request: RunRequest,
     sources: list[Source],
     issues: list[IngestIssue],
     *,
     on_result: Callable[[ImageResult], None] | None = None,
+    control: RunControl | None = None,
 ) -> RunSummary:
-    """Run the pipeline over `sources` and record each outcome in the catalog."""
+    """Run the pipeline over `sources` and record each outcome in the catalog.
+
+    A KeyboardInterrupt (a second stop request) ends the run early; what
+    finished is still recorded and the rest is listed as not processed.
+    """
     layout = OutputLayout(request.out_dir)
     request.out_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(request.out_dir)
+    if control is None:
+        control = RunControl(
+            max_ahead=request.order_window if request.ordered else None
+        )
     pipeline = Pipeline(request.config, request.out_dir)
-    executor = make_executor(request.mode, request.workers)
+    executor = make_executor(
+        request.mode, request.workers, time_limit=request.time_limit
+    )
     catalog = SQLiteCatalog(layout.catalog)
     run_id = catalog.start_run(
         RunInfo(
@@ -139,27 +186,26 @@ def execute(
     )
     started = time.perf_counter()
     results: list[ImageResult] = []
+    stream = executor.run(pipeline, sources, control)
+    if request.ordered:
+        stream = in_input_order(stream)
     try:
-        for result in executor.run(pipeline, sources):
+        for result in stream:
             catalog.record(run_id, result)
             results.append(result)
-            if result.status is not Status.DONE:
-                log.info(
-                    "%s %s at %s: %s (%s)",
-                    result.source.path,
-                    result.status.value,
-                    result.stage,
-                    result.reason.value if result.reason else "-",
-                    result.message,
-                )
+            _log_outcome(result)
             if on_result is not None:
                 on_result(result)
+    except KeyboardInterrupt:
+        log.warning("run %d abandoned: in-flight images were not finished", run_id)
+    finally:
         seconds = time.perf_counter() - started
         results.sort(key=lambda r: r.source.index)
         counts = dict(Counter(r.status.value for r in results))
         catalog.finish_run(run_id, counts)
-    finally:
         catalog.close()
+
+    finished = {result.source.index for result in results}
     summary = RunSummary(
         mode=executor.name,
         workers=executor.workers,
@@ -167,14 +213,32 @@ def execute(
         issues=issues,
         seconds=seconds,
         counts=counts,
+        not_processed=[s for s in sources if s.index not in finished],
     )
     log.info(
-        "run %d finished in %.1f s: %s",
+        "run %d finished in %.1f s: %s%s",
         run_id,
         seconds,
         ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no images",
+        f", {len(summary.not_processed)} not processed"
+        if summary.not_processed
+        else "",
     )
     return summary
+
+
+def _log_outcome(result: ImageResult) -> None:
+    if result.status is Status.DONE:
+        log.debug("%s done in %.3f s", result.source.path, result.seconds)
+        return
+    log.info(
+        "%s %s at %s: %s (%s)",
+        result.source.path,
+        result.status.value,
+        result.stage,
+        result.reason.value if result.reason else "-",
+        result.message,
+    )
 
 
 def write_report(summary: RunSummary, path: Path) -> None:

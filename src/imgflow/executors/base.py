@@ -1,13 +1,16 @@
 """The executor contract shared by every execution model.
 
 An executor takes a pipeline and an iterable of sources and yields one
-`ImageResult` per source, in completion order; callers that need input
-order sort by `result.source.index`. It pulls sources lazily and keeps a
-bounded number in flight, so memory does not grow with the input count.
+`ImageResult` per source, in completion order; the runner restores input
+order when asked. It pulls sources lazily through a `Feeder`, which keeps
+a bounded number in flight, stops pulling when a stop is requested, and,
+for ordered runs, never lets a source run further than `max_ahead`
+positions past the oldest unfinished one, so the reorder buffer is bounded.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
@@ -15,12 +18,94 @@ from imgflow.pipeline import Pipeline
 from imgflow.records import ImageResult, Source
 
 
+class RunControl:
+    """Shared run state: stop requests and the ordering window.
+
+    The first `request_stop()` stops intake and lets in-flight images
+    finish; the second abandons them.
+    """
+
+    def __init__(self, *, max_ahead: int | None = None) -> None:
+        if max_ahead is not None and max_ahead < 1:
+            raise ValueError(f"max_ahead must be at least 1, got {max_ahead}")
+        self.max_ahead = max_ahead
+        self._stop = threading.Event()
+        self._abandon = threading.Event()
+
+    def request_stop(self) -> None:
+        if self._stop.is_set():
+            self._abandon.set()
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def abandoned(self) -> bool:
+        return self._abandon.is_set()
+
+
+class Feeder:
+    """Hands out sources one at a time, within the limits of a `RunControl`.
+
+    Thread-safe: pipelined executors admit from one thread and complete
+    from another.
+    """
+
+    def __init__(self, sources: Iterable[Source], control: RunControl) -> None:
+        self._sources = iter(sources)
+        self._control = control
+        self._lock = threading.Lock()
+        self._next: Source | None = None
+        self._exhausted = False
+        self._in_flight: set[int] = set()
+
+    def _peek(self) -> Source | None:
+        if self._next is None and not self._exhausted:
+            self._next = next(self._sources, None)
+            self._exhausted = self._next is None
+        return self._next
+
+    def admit(self) -> Source | None:
+        """Return the next source if one may start now, else None."""
+        with self._lock:
+            if self._control.stopping:
+                return None
+            source = self._peek()
+            if source is None:
+                return None
+            limit = self._control.max_ahead
+            if limit is not None and self._in_flight:
+                if source.index >= min(self._in_flight) + limit:
+                    return None
+            self._next = None
+            self._in_flight.add(source.index)
+            return source
+
+    def complete(self, source: Source) -> None:
+        with self._lock:
+            self._in_flight.discard(source.index)
+
+    @property
+    def in_flight(self) -> int:
+        with self._lock:
+            return len(self._in_flight)
+
+    @property
+    def finished(self) -> bool:
+        """True when no source is left to admit and none is in flight."""
+        with self._lock:
+            no_more = self._control.stopping or (self._peek() is None)
+            return no_more and not self._in_flight
+
+
 class Executor(Protocol):
     name: str
     workers: int
 
     def run(
-        self, pipeline: Pipeline, sources: Iterable[Source]
+        self, pipeline: Pipeline, sources: Iterable[Source], control: RunControl
     ) -> Iterator[ImageResult]:
         """Process every source and yield its result as it completes."""
         ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from imgflow.engines import vips
+from imgflow.executors.base import RunControl
 from imgflow.pipeline import Pipeline
 from imgflow.records import ImageResult, Source
 
@@ -18,8 +19,10 @@ class SequentialExecutor:
     workers = 1
 
     def run(
-        self, pipeline: Pipeline, sources: Iterable[Source]
+        self, pipeline: Pipeline, sources: Iterable[Source], control: RunControl
     ) -> Iterator[ImageResult]:
         vips.configure_worker(threads=None)
         for source in sources:
+            if control.stopping:
+                return
             yield pipeline.process(source)

@@ -57,11 +57,14 @@ def write_atomic(path: Path, data: bytes, *, fsync: bool) -> None:
                 handle.flush()
                 os.fsync(handle.fileno())
         os.replace(temp, path)
-    except OSError as exc:
+    except BaseException as exc:
+        # Also on KeyboardInterrupt: no temporary file may outlive the write.
         try:
             temp.unlink(missing_ok=True)
         except OSError:
             pass  # The folder itself is unusable, so no temporary file exists.
+        if not isinstance(exc, OSError):
+            raise
         raise StageFailed(
             Reason.WRITE_FAILED,
             f"cannot write {path}: {exc.strerror or exc}",

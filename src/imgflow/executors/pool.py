@@ -1,0 +1,254 @@
+"""A process pool that knows which task each worker is running.
+
+`concurrent.futures.ProcessPoolExecutor` fails every pending future when one
+worker dies, and cannot stop a task stuck in C code. Here each worker has its
+own pipe and runs one task at a time, so the parent always knows whose task
+was lost: a worker that crashes, is killed or passes its time limit costs
+only its own task, and a fresh worker takes its place.
+
+Workers are started with `spawn`, because libvips keeps threads that a
+forked child would inherit in an undefined state. They ignore SIGINT: the
+parent decides how a run stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = 5.0
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    ERROR = "error"
+    LOST = "lost"
+    TIMED_OUT = "timed_out"
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """The end of one task: its value, or why there is none."""
+
+    task_id: Any
+    outcome: Outcome
+    value: Any = None
+    message: str = ""
+
+
+def _worker_main(
+    connection: Connection,
+    function: Callable[[Any], Any],
+    initializer: Callable[..., None] | None,
+    initargs: Sequence[Any],
+) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if initializer is not None:
+        initializer(*initargs)
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        task_id, argument = message
+        try:
+            reply = (task_id, True, function(argument))
+        except Exception as exc:  # noqa: BLE001 - reported to the parent
+            reply = (task_id, False, f"{type(exc).__name__}: {exc}")
+        try:
+            connection.send(reply)
+        except (BrokenPipeError, OSError):
+            return  # The parent has gone; nobody is waiting for this result.
+
+
+@dataclass(slots=True)
+class _Worker:
+    process: Any
+    connection: Connection
+    task_id: Any = None
+    started: float = 0.0
+
+    @property
+    def busy(self) -> bool:
+        return self.task_id is not None
+
+
+def _exit_description(process: Any) -> str:
+    code = process.exitcode
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+class WorkerPool:
+    """A fixed number of worker processes running `function` on one task each.
+
+    Drive it from one thread: `submit` while `idle()` is non-zero, then
+    `poll` for completions.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        function: Callable[[Any], Any],
+        *,
+        initializer: Callable[..., None] | None = None,
+        initargs: Sequence[Any] = (),
+        task_timeout: float | None = None,
+        name: str = "worker",
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"a pool needs at least one worker, got {size}")
+        self._context = multiprocessing.get_context("spawn")
+        self._function = function
+        self._initializer = initializer
+        self._initargs = tuple(initargs)
+        self._task_timeout = task_timeout
+        self._name = name
+        self._started = 0
+        self._workers = [self._start() for _ in range(size)]
+
+    def _start(self) -> _Worker:
+        parent_end, child_end = self._context.Pipe()
+        self._started += 1
+        process = self._context.Process(
+            target=_worker_main,
+            args=(child_end, self._function, self._initializer, self._initargs),
+            name=f"imgflow-{self._name}-{self._started}",
+            daemon=True,
+        )
+        process.start()
+        child_end.close()
+        return _Worker(process=process, connection=parent_end)
+
+    @property
+    def size(self) -> int:
+        return len(self._workers)
+
+    def idle(self) -> int:
+        return sum(1 for worker in self._workers if not worker.busy)
+
+    def busy(self) -> int:
+        return len(self._workers) - self.idle()
+
+    def pids(self) -> list[int]:
+        return [worker.process.pid for worker in self._workers]
+
+    def submit(self, task_id: Any, argument: Any) -> None:
+        """Hand one task to an idle worker; raises RuntimeError if none is idle."""
+        for worker in self._workers:
+            if not worker.busy:
+                worker.connection.send((task_id, argument))
+                worker.task_id = task_id
+                worker.started = time.monotonic()
+                return
+        raise RuntimeError("no idle worker: poll() for completions first")
+
+    def _replace(self, worker: _Worker) -> None:
+        worker.connection.close()
+        if worker.process.is_alive():
+            worker.process.kill()
+        worker.process.join()
+        self._workers[self._workers.index(worker)] = self._start()
+
+    def _receive(self, worker: _Worker) -> Completion | None:
+        try:
+            task_id, ok, value = worker.connection.recv()
+        except (EOFError, OSError):
+            return None
+        worker.task_id = None
+        if ok:
+            return Completion(task_id, Outcome.OK, value)
+        return Completion(task_id, Outcome.ERROR, message=value)
+
+    def _next_deadline(self) -> float | None:
+        if self._task_timeout is None:
+            return None
+        starts = [worker.started for worker in self._workers if worker.busy]
+        return min(starts) + self._task_timeout if starts else None
+
+    def poll(self, timeout: float | None = None) -> list[Completion]:
+        """Wait up to `timeout` seconds and return the tasks that ended."""
+        deadline = self._next_deadline()
+        if deadline is not None:
+            remaining = max(0.0, deadline - time.monotonic())
+            timeout = remaining if timeout is None else min(timeout, remaining)
+        watched: list[Any] = []
+        for worker in self._workers:
+            watched.append(worker.process.sentinel)
+            if worker.busy:
+                watched.append(worker.connection)
+        ready = set(wait(watched, timeout))
+
+        completions = []
+        for worker in list(self._workers):
+            if worker.connection in ready:
+                completion = self._receive(worker)
+                if completion is not None:
+                    completions.append(completion)
+                    continue
+            if worker.process.sentinel in ready or not worker.process.is_alive():
+                worker.process.join()
+                if worker.busy:
+                    message = f"worker process {_exit_description(worker.process)}"
+                    log.warning("%s while running task %s", message, worker.task_id)
+                    completions.append(
+                        Completion(worker.task_id, Outcome.LOST, message=message)
+                    )
+                self._replace(worker)
+        completions.extend(self._expire())
+        return completions
+
+    def _expire(self) -> list[Completion]:
+        if self._task_timeout is None:
+            return []
+        now = time.monotonic()
+        expired = []
+        for worker in list(self._workers):
+            if worker.busy and now - worker.started >= self._task_timeout:
+                message = (
+                    f"no result within {self._task_timeout:g} s; worker process ended"
+                )
+                log.warning("task %s: %s", worker.task_id, message)
+                expired.append(
+                    Completion(worker.task_id, Outcome.TIMED_OUT, message=message)
+                )
+                self._replace(worker)
+        return expired
+
+    def close(self) -> None:
+        """Ask idle workers to exit, wait briefly, then end any still running."""
+        for worker in self._workers:
+            try:
+                worker.connection.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        for worker in self._workers:
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+        self.terminate()
+
+    def terminate(self) -> None:
+        """End every worker now, abandoning their tasks."""
+        for worker in self._workers:
+            if worker.process.is_alive():
+                worker.process.kill()
+            worker.process.join()
+            worker.connection.close()
+        self._workers = []
