@@ -20,7 +20,7 @@ from imgflow.config import parse_config
 from imgflow.errors import Status
 from imgflow.runner import RunRequest, collect_sources, execute
 
-MODELS = [("sequential", 1), ("parallel", 2)]
+MODELS = [("sequential", 1), ("parallel", 2), ("pipelined", 2)]
 
 CONFIG = {
     "variants": {

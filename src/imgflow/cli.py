@@ -171,6 +171,13 @@ def _problems_table(summary: RunSummary) -> Table | None:
     help="Read input paths from FILE, one per line ('-' for stdin).",
 )
 @click.option(
+    "--queue-size",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Bound of each queue between stages in pipelined mode.",
+)
+@click.option(
     "--ordered",
     is_flag=True,
     help="Record results in input order (catalog and report).",
@@ -196,6 +203,7 @@ def run(
     include: tuple[str, ...],
     exclude: tuple[str, ...],
     list_files: tuple[str, ...],
+    queue_size: int,
     ordered: bool,
     time_limit: float | None,
     quiet: bool,
@@ -225,6 +233,7 @@ def run(
             list_files=list_files,
             ordered=ordered,
             time_limit=time_limit,
+            queue_size=queue_size,
         )
         sources, issues = collect_sources(request)
         summary = _execute_with_progress(request, sources, issues, quiet=quiet)

@@ -20,6 +20,7 @@ class Reason(enum.StrEnum):
 
     EMPTY_FILE = "empty_file"
     UNREADABLE = "unreadable"
+    SOURCE_CHANGED = "source_changed"
     NOT_AN_IMAGE = "not_an_image"
     FORMAT_NOT_ALLOWED = "format_not_allowed"
     FILE_TOO_LARGE = "file_too_large"
@@ -56,6 +57,7 @@ class ExitCode(enum.IntEnum):
 REASON_STATUS: dict[Reason, Status] = {
     Reason.EMPTY_FILE: Status.REJECTED,
     Reason.UNREADABLE: Status.FAILED,
+    Reason.SOURCE_CHANGED: Status.FAILED,
     Reason.NOT_AN_IMAGE: Status.REJECTED,
     Reason.FORMAT_NOT_ALLOWED: Status.REJECTED,
     Reason.FILE_TOO_LARGE: Status.REJECTED,

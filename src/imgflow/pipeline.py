@@ -1,8 +1,17 @@
 """The pipeline: one image through ingest, validate, transform, metadata, store.
 
-Every executor calls `Pipeline.process` with a `Source` and gets back an
-`ImageResult`; the pipeline holds only configuration and paths, so it pickles
-to worker processes, and the same stage code runs under every model.
+`Pipeline.process` runs every stage in one call. Executors that spread the
+stages over threads and processes call the steps one by one instead:
+
+    load      read the bytes, validate, hash            (I/O, a thread)
+    describe  read EXIF, IPTC, XMP and the profile      (cheap, a thread)
+    render    decode once, resize, encode the variants  (CPU, a process)
+    store     write variants and sidecar atomically     (I/O, a thread)
+
+Between steps an image travels by reference: its path, SHA-256 and header.
+A process that renders re-reads the file and checks the hash, so no pixels
+or source bytes cross a process boundary. The pipeline holds only
+configuration and paths, so it pickles to worker processes.
 """
 
 from __future__ import annotations
@@ -10,16 +19,66 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from imgflow.config import PipelineConfig
 from imgflow.engines import vips
-from imgflow.errors import ImageError, Reason, Status
-from imgflow.records import ImageResult, Source
+from imgflow.errors import ImageError, Reason, StageFailed, Status
+from imgflow.records import Header, ImageResult, Source
 from imgflow.stages import ingest, metadata, store, transform, validate
 from imgflow.stages.store import OutputLayout, image_key, store_sidecar, store_variants
+from imgflow.stages.transform import Rendered
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A validated source: everything later steps need except the pixels."""
+
+    source: Source
+    header: Header
+    sha256: str
+    key: str
+    started: float
+
+
+@dataclass(frozen=True, slots=True)
+class Described:
+    """A loaded source with its metadata read."""
+
+    loaded: Loaded
+    metadata: dict[str, Any]
+    warnings: list[str]
+
+
+def failure(
+    source: Source, exc: BaseException, stage: str, started: float
+) -> ImageResult:
+    """Build the result of an image that could not continue past `stage`."""
+    if isinstance(exc, ImageError):
+        result = ImageResult(
+            source=source,
+            status=exc.status,
+            stage=exc.stage,
+            reason=exc.reason,
+            message=exc.message,
+        )
+    else:
+        log.error(
+            "unexpected error in stage %s for %s", stage, source.path, exc_info=exc
+        )
+        result = ImageResult(
+            source=source,
+            status=Status.FAILED,
+            stage=stage,
+            reason=Reason.INTERNAL_ERROR,
+            message=f"{type(exc).__name__}: {exc}",
+        )
+    result.seconds = time.perf_counter() - started
+    return result
 
 
 class Pipeline:
@@ -29,54 +88,77 @@ class Pipeline:
         self.config = config
         self.layout = OutputLayout(out_dir)
 
+    def read(self, source: Source) -> bytes:
+        return ingest.read_source(source.path, self.config.validation)
+
+    def load(self, source: Source, data: bytes | None = None) -> Loaded:
+        """Read (unless `data` is given) and validate one source."""
+        started = time.perf_counter()
+        if data is None:
+            data = self.read(source)
+        header = validate.validate(data, self.config.validation)
+        sha256 = hashlib.sha256(data).hexdigest()
+        return Loaded(source, header, sha256, image_key(source.path, sha256), started)
+
+    def describe(self, loaded: Loaded, data: bytes) -> Described:
+        fields, warnings = metadata.read_metadata(data, loaded.header, loaded.sha256)
+        return Described(loaded, fields, warnings)
+
+    def read_verified(self, loaded: Loaded) -> bytes:
+        """Read a loaded source again and check it still has the same bytes."""
+        data = self.read(loaded.source)
+        if hashlib.sha256(data).hexdigest() != loaded.sha256:
+            raise StageFailed(
+                Reason.SOURCE_CHANGED,
+                f"{loaded.source.path} changed after it was validated",
+                stage=ingest.STAGE,
+            )
+        return data
+
+    def render(self, loaded: Loaded, data: bytes) -> list[Rendered]:
+        """Decode once and encode every variant; the cost of a whole image."""
+        display_width, display_height = loaded.header.display_size
+        plans = transform.plan_variants(self.config, display_width, display_height)
+        return vips.render(data, loaded.header, plans, self.config)
+
+    def store(self, described: Described, rendered: list[Rendered]) -> ImageResult:
+        loaded = described.loaded
+        fsync = self.config.output.fsync
+        variants = store_variants(self.layout, loaded.key, rendered, fsync=fsync)
+        store_sidecar(
+            self.layout,
+            loaded.key,
+            described.metadata,
+            variants,
+            described.warnings,
+            fsync=fsync,
+        )
+        return ImageResult(
+            source=loaded.source,
+            status=Status.DONE,
+            key=loaded.key,
+            sha256=loaded.sha256,
+            variants=variants,
+            metadata=described.metadata,
+            warnings=described.warnings,
+            seconds=time.perf_counter() - loaded.started,
+        )
+
     def process(self, source: Source) -> ImageResult:
         """Run every stage on one source; never raises for a bad image."""
         started = time.perf_counter()
         stage = ingest.STAGE
         try:
-            data = ingest.read_source(source.path, self.config.validation)
+            data = self.read(source)
             stage = validate.STAGE
-            header = validate.validate(data, self.config.validation)
-            sha256 = hashlib.sha256(data).hexdigest()
-            key = image_key(source.path, sha256)
-
+            loaded = self.load(source, data)
             stage = transform.STAGE
-            display_width, display_height = header.display_size
-            plans = transform.plan_variants(self.config, display_width, display_height)
-            rendered = vips.render(data, header, plans, self.config)
-
+            rendered = self.render(loaded, data)
             stage = metadata.STAGE
-            fields, warnings = metadata.read_metadata(data, header, sha256)
-
+            described = self.describe(loaded, data)
             stage = store.STAGE
-            fsync = self.config.output.fsync
-            variants = store_variants(self.layout, key, rendered, fsync=fsync)
-            store_sidecar(self.layout, key, fields, variants, warnings, fsync=fsync)
-            result = ImageResult(
-                source=source,
-                status=Status.DONE,
-                key=key,
-                sha256=sha256,
-                variants=variants,
-                metadata=fields,
-                warnings=warnings,
-            )
-        except ImageError as exc:
-            result = ImageResult(
-                source=source,
-                status=exc.status,
-                stage=exc.stage,
-                reason=exc.reason,
-                message=exc.message,
-            )
-        except Exception as exc:  # noqa: BLE001 - one image's bug must not end the run
-            log.exception("unexpected error in stage %s for %s", stage, source.path)
-            result = ImageResult(
-                source=source,
-                status=Status.FAILED,
-                stage=stage,
-                reason=Reason.INTERNAL_ERROR,
-                message=f"{type(exc).__name__}: {exc}",
-            )
+            result = self.store(described, rendered)
+        except Exception as exc:  # noqa: BLE001 - one image must not end the run
+            return failure(source, exc, stage, started)
         result.seconds = time.perf_counter() - started
         return result

@@ -44,6 +44,7 @@ class RunRequest:
     ordered: bool = False
     order_window: int = 32
     time_limit: float | None = None
+    queue_size: int = 8
 
 
 @dataclass(slots=True)

@@ -4,27 +4,35 @@ from __future__ import annotations
 
 from imgflow.executors.base import Executor, RunControl
 from imgflow.executors.parallel import ParallelExecutor
+from imgflow.executors.pipelined import PipelinedExecutor
 from imgflow.executors.sequential import SequentialExecutor
 
-MODES = ("sequential", "parallel")
+MODES = ("sequential", "parallel", "pipelined")
 
 
 def make_executor(
-    mode: str, workers: int | None = None, *, time_limit: float | None = None
+    mode: str,
+    workers: int | None = None,
+    *,
+    time_limit: float | None = None,
+    queue_size: int = 8,
 ) -> Executor:
-    """Build the executor for a mode name; sequential ignores `workers`."""
+    """Build the executor for a mode name; sequential ignores the other options."""
     if mode == "sequential":
         return SequentialExecutor()
     if mode == "parallel":
         return ParallelExecutor(workers, time_limit=time_limit)
+    if mode == "pipelined":
+        return PipelinedExecutor(workers, time_limit=time_limit, queue_size=queue_size)
     raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
 
 
 __all__ = [
-    "RunControl",
     "MODES",
     "Executor",
     "ParallelExecutor",
+    "PipelinedExecutor",
+    "RunControl",
     "SequentialExecutor",
     "make_executor",
 ]

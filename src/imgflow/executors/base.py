@@ -57,6 +57,7 @@ class Feeder:
         self._sources = iter(sources)
         self._control = control
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
         self._next: Source | None = None
         self._exhausted = False
         self._in_flight: set[int] = set()
@@ -67,17 +68,27 @@ class Feeder:
             self._exhausted = self._next is None
         return self._next
 
-    def admit(self) -> Source | None:
-        """Return the next source if one may start now, else None."""
+    def _blocked_by_window(self, source: Source) -> bool:
+        limit = self._control.max_ahead
+        if limit is None or not self._in_flight:
+            return False
+        return source.index >= min(self._in_flight) + limit
+
+    def admit(self, wait: float = 0.0) -> Source | None:
+        """Return the next source if one may start now, else None.
+
+        With `wait`, block up to that many seconds for the ordering window
+        to open before giving up.
+        """
         with self._lock:
             if self._control.stopping:
                 return None
             source = self._peek()
             if source is None:
                 return None
-            limit = self._control.max_ahead
-            if limit is not None and self._in_flight:
-                if source.index >= min(self._in_flight) + limit:
+            if self._blocked_by_window(source):
+                self._room.wait(wait)
+                if self._control.stopping or self._blocked_by_window(source):
                     return None
             self._next = None
             self._in_flight.add(source.index)
@@ -86,6 +97,13 @@ class Feeder:
     def complete(self, source: Source) -> None:
         with self._lock:
             self._in_flight.discard(source.index)
+            self._room.notify_all()
+
+    @property
+    def drained(self) -> bool:
+        """True when no further source will ever be admitted."""
+        with self._lock:
+            return self._control.stopping or self._peek() is None
 
     @property
     def in_flight(self) -> int:
