@@ -21,6 +21,12 @@ from imgflow.errors import Status
 from imgflow.runner import RunRequest, collect_sources, execute
 
 MODELS = [("sequential", 1), ("parallel", 2), ("pipelined", 2)]
+# Models whose outputs come from the same engine as the oracle's, byte for byte.
+# Hybrid renders small JPEGs with Pillow, so those are compared by similarity.
+ALL_MODELS = [*MODELS, ("hybrid", 2)]
+# Two resamplers and encoders on a noisy test image: 30 dB is visually alike.
+MIN_PSNR_DB = 30.0
+ENGINE_DEPENDENT = {"bytes", "sha256"}
 
 CONFIG = {
     "variants": {
@@ -59,11 +65,20 @@ def _make_inputs(folder: Path) -> None:
     (nested / "photo_0.jpg").write_bytes(buffer.getvalue())
 
 
-def _run(inputs: Path, out: Path, mode: str, workers: int):
+# The Pillow fast path encodes JPEG, PNG and WebP only, so hybrid is
+# checked on a config without the AVIF variant.
+FAST_PATH_CONFIG = {
+    "variants": {
+        name: v for name, v in CONFIG["variants"].items() if v.get("format") != "avif"
+    }
+}
+
+
+def _run(inputs: Path, out: Path, mode: str, workers: int, config: dict = CONFIG):
     request = RunRequest(
         inputs=[str(inputs)],
         out_dir=out,
-        config=parse_config(CONFIG),
+        config=parse_config(config),
         mode=mode,
         workers=workers,
     )
@@ -79,11 +94,11 @@ def _files(out: Path) -> dict[str, str]:
     }
 
 
-def _catalog(out: Path) -> dict[str, list[dict]]:
+def _catalog(out: Path, ignore: set[str] = TIMING_COLUMNS) -> dict[str, list[dict]]:
     catalog = SQLiteCatalog(out / "catalog.sqlite")
     try:
         strip = lambda rows: [  # noqa: E731
-            {k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in rows
+            {k: v for k, v in row.items() if k not in ignore} for row in rows
         ]
         return {
             "images": strip(catalog.images()),
@@ -101,6 +116,15 @@ def oracle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     summary = _run(root / "in", root / "out", "sequential", 1)
     assert summary.counts == {"done": 9, "rejected": 2}
     return root / "in", root / "out"
+
+
+@pytest.fixture(scope="module")
+def fast_path_oracle(
+    oracle: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    out = tmp_path_factory.mktemp("fast-oracle") / "out"
+    _run(oracle[0], out, "sequential", 1, FAST_PATH_CONFIG)
+    return out
 
 
 @pytest.mark.parametrize(("mode", "workers"), MODELS)
@@ -124,7 +148,7 @@ def test_model_matches_oracle_catalog(
     assert _catalog(tmp_path / "out") == _catalog(expected)
 
 
-@pytest.mark.parametrize(("mode", "workers"), MODELS)
+@pytest.mark.parametrize(("mode", "workers"), ALL_MODELS)
 def test_model_reports_in_input_order(
     mode: str, workers: int, oracle: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -139,7 +163,7 @@ def test_model_reports_in_input_order(
     assert rejected == {"cut.jpg", "empty.jpg"}
 
 
-@pytest.mark.parametrize(("mode", "workers"), MODELS)
+@pytest.mark.parametrize(("mode", "workers"), ALL_MODELS)
 def test_rerun_does_not_duplicate(
     mode: str, workers: int, oracle: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -161,3 +185,54 @@ def test_same_name_in_two_folders_survives(oracle: tuple[Path, Path]) -> None:
     _, out = oracle
     thumbs = sorted(p.name for p in (out / "thumb").glob("photo_0-*.jpg"))
     assert len(thumbs) == 2
+
+
+def _psnr(first: Path, second: Path) -> float:
+    a = np.asarray(Image.open(first).convert("RGB"), dtype=np.float64)
+    b = np.asarray(Image.open(second).convert("RGB"), dtype=np.float64)
+    mse = float(((a - b) ** 2).mean())
+    return 99.0 if mse == 0 else 10 * float(np.log10(255**2 / mse))
+
+
+def test_hybrid_matches_oracle_by_similarity(
+    oracle: tuple[Path, Path], fast_path_oracle: Path, tmp_path: Path
+) -> None:
+    """Hybrid writes the same files; fast-path variants match by size and PSNR."""
+    inputs, expected = oracle[0], fast_path_oracle
+    out = tmp_path / "out"
+    summary = _run(inputs, out, "hybrid", 2, FAST_PATH_CONFIG)
+    engines = {Path(r.source.path).name: r.engine for r in summary.results}
+    assert engines["photo_1.jpg"] == "pillow"
+    assert engines["alpha.png"] == "vips"
+    assert engines["anim.gif"] == "vips"
+
+    produced, reference = _files(out), _files(expected)
+    assert sorted(produced) == sorted(reference)
+    fast_keys = {r.key for r in summary.results if r.engine == "pillow"}
+    for relative, digest in reference.items():
+        key = Path(relative).stem
+        if key in fast_keys and not relative.startswith("meta/"):
+            with (
+                Image.open(out / relative) as made,
+                Image.open(expected / relative) as ref,
+            ):
+                assert made.size == ref.size, relative
+            assert _psnr(out / relative, expected / relative) >= MIN_PSNR_DB, relative
+        elif key not in fast_keys:
+            assert produced[relative] == digest, relative
+
+
+def test_hybrid_catalog_matches_apart_from_bytes(
+    oracle: tuple[Path, Path], fast_path_oracle: Path, tmp_path: Path
+) -> None:
+    """Hybrid records the same rows; only encoded sizes and hashes may differ."""
+    inputs, expected = oracle[0], fast_path_oracle
+    _run(inputs, tmp_path / "out", "hybrid", 2, FAST_PATH_CONFIG)
+    ignore = TIMING_COLUMNS | ENGINE_DEPENDENT
+    produced = _catalog(tmp_path / "out", ignore)
+    reference = _catalog(expected, ignore)
+    assert produced["variants"] == reference["variants"]
+    assert produced["rejections"] == reference["rejections"]
+    assert [row["source"] for row in produced["images"]] == [
+        row["source"] for row in reference["images"]
+    ]

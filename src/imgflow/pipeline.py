@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from imgflow.config import PipelineConfig
-from imgflow.engines import vips
+from imgflow.engines import pillow, vips
 from imgflow.errors import ImageError, Reason, StageFailed, Status
 from imgflow.records import Header, ImageResult, Source
 from imgflow.stages import ingest, metadata, store, transform, validate
@@ -115,11 +115,21 @@ class Pipeline:
             )
         return data
 
-    def render(self, loaded: Loaded, data: bytes) -> list[Rendered]:
-        """Decode once and encode every variant; the cost of a whole image."""
-        display_width, display_height = loaded.header.display_size
+    def render(
+        self, loaded: Loaded, data: bytes, *, engine: str = "vips"
+    ) -> list[Rendered]:
+        """Decode once and encode every variant; the cost of a whole image.
+
+        `engine="pillow"` takes the Pillow fast path where it applies
+        (`pillow.can_render`) and libvips elsewhere.
+        """
+        header = loaded.header
+        display_width, display_height = header.display_size
         plans = transform.plan_variants(self.config, display_width, display_height)
-        return vips.render(data, loaded.header, plans, self.config)
+        if engine == "pillow" and pillow.can_render(header, self.config):
+            exif = metadata.exif_for_output(data, self.config.output)
+            return pillow.render(data, header, plans, self.config, exif)
+        return vips.render(data, header, plans, self.config)
 
     def store(self, described: Described, rendered: list[Rendered]) -> ImageResult:
         loaded = described.loaded
@@ -142,6 +152,7 @@ class Pipeline:
             metadata=described.metadata,
             warnings=described.warnings,
             seconds=time.perf_counter() - loaded.started,
+            engine=rendered[0].engine if rendered else None,
         )
 
     def process(self, source: Source) -> ImageResult:

@@ -75,6 +75,7 @@ class ImageResult:
     metadata: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    engine: str | None = None
 
     def to_report(self) -> dict[str, Any]:
         """Return the JSON form used by the run report."""
@@ -95,6 +96,7 @@ class ImageResult:
                 for variant in self.variants
             },
             "warnings": list(self.warnings),
+            "engine": self.engine,
             "seconds": round(self.seconds, 4),
         }
 

@@ -16,8 +16,9 @@ import pyvips
 from imgflow.config import OutputConfig, OutputFormat, PipelineConfig, Variant
 from imgflow.errors import Reason, Rejected, StageFailed
 from imgflow.records import Header
+from imgflow.stages.metadata import exif_for_output
 from imgflow.stages.transform import STAGE, Rendered, VariantPlan, base_size
-from imgflow.stages.validate import undecodable_reason
+from imgflow.stages.validate import decode_failure
 
 # libvips' default: tolerate minor damage, but reject a file whose data
 # ends early rather than padding the missing rows with grey.
@@ -42,9 +43,7 @@ def _error_detail(exc: pyvips.Error) -> str:
 
 def _decode_failure(header: Header, data: bytes, exc: Exception) -> Rejected:
     detail = _error_detail(exc) if isinstance(exc, pyvips.Error) else str(exc)
-    reason = undecodable_reason(header.format, data)
-    what = "data ends early" if reason is Reason.TRUNCATED else "decode failed"
-    return Rejected(reason, f"{header.format} {what}: {detail}", stage=STAGE)
+    return decode_failure(header.format, data, detail, stage=STAGE)
 
 
 def _to_8bit_srgb(image: pyvips.Image) -> pyvips.Image:
@@ -157,29 +156,6 @@ def _strip_exif_fields(image: pyvips.Image) -> pyvips.Image:
     return image
 
 
-def output_exif(data: bytes, output: OutputConfig) -> bytes | None:
-    """Build the EXIF block for the variants, or None when EXIF is not kept.
-
-    The orientation is reset to 1 because the pixels are already upright,
-    and the GPS block is removed unless `output.keep_gps` is set.
-    """
-    if not output.keep_exif:
-        return None
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as opened:
-            exif = opened.getexif()
-            if not exif:
-                return None
-            exif[0x0112] = 1
-            if not output.keep_gps:
-                exif.pop(0x8825, None)
-            return bytes(exif.tobytes())
-    except Exception:  # noqa: BLE001 - damaged EXIF is dropped, never fatal
-        return None
-
-
 def _keep_flags(output: OutputConfig, exif: bytes | None) -> int:
     keep = pyvips.enums.ForeignKeep.NONE
     if output.keep_icc:
@@ -260,7 +236,7 @@ def render(
     still = [p for p in plans if not _is_animated_output(header, p, config)]
     keeps_alpha = any(p.variant.format.has_alpha for p in still)
     flatten = None if keeps_alpha else config.transform.background_rgb
-    exif = output_exif(data, config.output)
+    exif = exif_for_output(data, config.output)
     keep = _keep_flags(config.output, exif)
 
     shaped: dict[str, pyvips.Image] = {}

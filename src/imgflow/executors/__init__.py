@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from imgflow.executors.base import Executor, RunControl
+from imgflow.executors.hybrid import HybridExecutor
 from imgflow.executors.parallel import ParallelExecutor
 from imgflow.executors.pipelined import PipelinedExecutor
 from imgflow.executors.sequential import SequentialExecutor
 
-MODES = ("sequential", "parallel", "pipelined")
+MODES = ("sequential", "parallel", "pipelined", "hybrid")
 
 
 def make_executor(
@@ -24,12 +25,15 @@ def make_executor(
         return ParallelExecutor(workers, time_limit=time_limit)
     if mode == "pipelined":
         return PipelinedExecutor(workers, time_limit=time_limit, queue_size=queue_size)
+    if mode == "hybrid":
+        return HybridExecutor(workers, time_limit=time_limit, queue_size=queue_size)
     raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
 
 
 __all__ = [
     "MODES",
     "Executor",
+    "HybridExecutor",
     "ParallelExecutor",
     "PipelinedExecutor",
     "RunControl",

@@ -177,6 +177,20 @@ class WorkerPool:
             return Completion(task_id, Outcome.OK, value)
         return Completion(task_id, Outcome.ERROR, message=value)
 
+    def waitables(self) -> list[Any]:
+        """Objects that become ready when a task of this pool may have ended."""
+        watched: list[Any] = []
+        for worker in self._workers:
+            watched.append(worker.process.sentinel)
+            if worker.busy:
+                watched.append(worker.connection)
+        return watched
+
+    def seconds_to_deadline(self) -> float | None:
+        """Seconds until the oldest running task passes its time limit."""
+        deadline = self._next_deadline()
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
+
     def _next_deadline(self) -> float | None:
         if self._task_timeout is None:
             return None
@@ -185,16 +199,10 @@ class WorkerPool:
 
     def poll(self, timeout: float | None = None) -> list[Completion]:
         """Wait up to `timeout` seconds and return the tasks that ended."""
-        deadline = self._next_deadline()
-        if deadline is not None:
-            remaining = max(0.0, deadline - time.monotonic())
+        remaining = self.seconds_to_deadline()
+        if remaining is not None:
             timeout = remaining if timeout is None else min(timeout, remaining)
-        watched: list[Any] = []
-        for worker in self._workers:
-            watched.append(worker.process.sentinel)
-            if worker.busy:
-                watched.append(worker.connection)
-        ready = set(wait(watched, timeout))
+        ready = set(wait(self.waitables(), timeout))
 
         completions = []
         for worker in list(self._workers):

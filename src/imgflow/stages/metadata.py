@@ -18,6 +18,7 @@ from typing import Any
 from defusedxml import ElementTree
 from PIL import Image, ImageCms, IptcImagePlugin
 
+from imgflow.config import OutputConfig
 from imgflow.records import Header
 
 STAGE = "metadata"
@@ -147,8 +148,24 @@ class _Collector:
             return None
 
 
+def _parse_exif(image: Image.Image) -> Image.Exif:
+    """Parse the raw EXIF block, raising on damage.
+
+    Pillow's own `getexif()` discards a parse error it met while opening
+    the file, which would hide a damaged block without a warning.
+    """
+    raw = image.info.get("exif")
+    if not raw:
+        return image.getexif()
+    exif = Image.Exif()
+    exif.load(raw)
+    if not exif and len(raw) > 14:
+        raise ValueError(f"{len(raw)}-byte EXIF block holds no readable tags")
+    return exif
+
+
 def _exif(image: Image.Image, collect: _Collector) -> dict[str, Any]:
-    exif = collect.read("EXIF", image.getexif)
+    exif = collect.read("EXIF", lambda: _parse_exif(image))
     if not exif:
         return {}
     fields: dict[str, Any] = {}
@@ -269,3 +286,27 @@ def _read_fields(data: bytes, metadata: dict[str, Any], collect: _Collector) -> 
         metadata["exif"] = collect.read("EXIF", lambda: _exif(image, collect)) or {}
         metadata["iptc"] = collect.read("IPTC", lambda: _iptc(image)) or {}
         metadata["xmp"] = collect.read("XMP", lambda: _xmp(image)) or {}
+
+
+def exif_for_output(data: bytes, output: OutputConfig) -> bytes | None:
+    """Build the EXIF block for the variants, or None when EXIF is not kept.
+
+    The orientation is reset to 1 because the pixels are already upright,
+    and the GPS block is removed unless `output.keep_gps` is set.
+    """
+    if not output.keep_exif:
+        return None
+    try:
+        with warnings.catch_warnings():
+            # The describe step has already recorded these warnings.
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as opened:
+                exif = opened.getexif()
+        if not exif:
+            return None
+        exif[0x0112] = 1
+        if not output.keep_gps:
+            exif.pop(0x8825, None)
+        return bytes(exif.tobytes())
+    except Exception:  # noqa: BLE001 - damaged EXIF is dropped, never fatal
+        return None

@@ -42,6 +42,7 @@ class Rendered:
     height: int
     format: str
     suffix: str
+    engine: str = "vips"
 
 
 def _scaled(length: int, scale: float) -> int:

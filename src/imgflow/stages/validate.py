@@ -28,6 +28,11 @@ _ISO_BMFF_HEIC = {
     b"msf1",
 }
 
+# Formats whose end marker is checked before decoding. JPEG is left to the
+# decoder, which rejects a missing end itself; GIF is not checked, because
+# many real GIFs lack their final trailer byte.
+_END_CHECKED_FORMATS = ("png", "webp")
+
 _BIT_DEPTH = {
     "uchar": 8,
     "char": 8,
@@ -55,12 +60,69 @@ def _iso_bmff_format(head: bytes) -> str | None:
     return None
 
 
+# Value representations that follow the tag of an explicit-VR DICOM element.
+_DICOM_VRS = {
+    b"AE",
+    b"AS",
+    b"AT",
+    b"CS",
+    b"DA",
+    b"DS",
+    b"DT",
+    b"FD",
+    b"FL",
+    b"IS",
+    b"LO",
+    b"LT",
+    b"OB",
+    b"OD",
+    b"OF",
+    b"OL",
+    b"OW",
+    b"PN",
+    b"SH",
+    b"SL",
+    b"SQ",
+    b"SS",
+    b"ST",
+    b"TM",
+    b"UC",
+    b"UI",
+    b"UL",
+    b"UN",
+    b"UR",
+    b"US",
+    b"UT",
+}
+
+
+def _bare_dicom(head: bytes) -> bool:
+    """Recognise a DICOM data set written without the 128-byte preamble.
+
+    Such files start, within their first few bytes, with an element of
+    group 0x0002 or 0x0008 followed by a VR code (explicit VR) or a short
+    32-bit length (implicit VR).
+    """
+    for offset in range(4):
+        element = head[offset : offset + 8]
+        if len(element) < 8 or element[0:2] not in (b"\x02\x00", b"\x08\x00"):
+            continue
+        if element[4:6] in _DICOM_VRS:
+            return True
+        if offset == 0 and 0 < int.from_bytes(element[4:8], "little") < 1024:
+            return True
+    return False
+
+
 def sniff_format(head: bytes) -> str | None:
     """Name the image format from the first bytes of a file, or return None.
 
     Formats that imgflow never decodes (BMP, PDF, DICOM, JPEG XL) are named
-    too, so that a rejection can say which format was found.
+    too, so that a rejection can say which format was found. DICOM goes
+    first: its 128-byte preamble may hold another format's signature.
     """
+    if head[128:132] == b"DICM" or _bare_dicom(head):
+        return "dicom"
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -79,8 +141,6 @@ def sniff_format(head: bytes) -> str | None:
         return "bmp"
     if head[:5] == b"%PDF-":
         return "pdf"
-    if head[128:132] == b"DICM":
-        return "dicom"
     return None
 
 
@@ -95,7 +155,8 @@ def ends_cleanly(fmt: str, data: bytes) -> bool | None:
         # The EOI marker is FF D9; stripping FF padding may have eaten its FF.
         return tail.endswith(b"\xd9") and b"\xff\xd9" in data[-4096:]
     if fmt == "png":
-        return b"IEND" in data[-64:]
+        # The whole IEND chunk: zero length, type, CRC. Data after it is allowed.
+        return b"\x00\x00\x00\x00IEND\xaeB`\x82" in data[-4096:]
     if fmt == "gif":
         return tail.endswith(b";")
     if fmt == "webp":
@@ -106,6 +167,21 @@ def ends_cleanly(fmt: str, data: bytes) -> bool | None:
 def undecodable_reason(fmt: str, data: bytes) -> Reason:
     """Choose between TRUNCATED and CORRUPT for data that failed to decode."""
     return Reason.TRUNCATED if ends_cleanly(fmt, data) is False else Reason.CORRUPT
+
+
+def decode_failure(fmt: str, data: bytes, detail: str, *, stage: str) -> Rejected:
+    """Build the rejection for data a decoder could not read.
+
+    A truncation is described from the bytes, the same whichever engine
+    found it; other damage keeps the decoder's own words.
+    """
+    if undecodable_reason(fmt, data) is Reason.TRUNCATED:
+        return Rejected(
+            Reason.TRUNCATED,
+            f"{fmt} data ends early: the end marker is missing after {len(data):,} bytes",
+            stage=stage,
+        )
+    return Rejected(Reason.CORRUPT, f"{fmt} decode failed: {detail}", stage=stage)
 
 
 def gif_frame_extent(data: bytes, max_frames: int = 10_000) -> tuple[int, int]:
@@ -225,6 +301,9 @@ def validate(data: bytes, config: ValidateConfig) -> Header:
             stage=STAGE,
         )
 
+    if fmt in _END_CHECKED_FORMATS and ends_cleanly(fmt, data) is False:
+        # Decoders stop at the last pixel row and never notice a lost end.
+        raise decode_failure(fmt, data, "", stage=STAGE)
     if fmt == "gif":
         _check_pixels(*gif_frame_extent(data), config)
     header = read_header(data, fmt)
