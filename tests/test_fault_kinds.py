@@ -1,0 +1,855 @@
+"""Fault kinds of real-world images, built from small generated files.
+
+Each kind that the shared corpus covers with real files (EXIF orientation,
+truncation, decompression bombs, CMYK, 16-bit, transparency, malformed EXIF,
+GPS, animation) is rebuilt here with Pillow, numpy or pyvips, so a clone
+without the corpus still tests every kind. Outputs are checked by pixels and
+dimensions, never by bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pyvips
+from PIL import ExifTags, Image, ImageOps
+
+from conftest import jpeg_bytes, quadrant_pixels
+from imgflow.errors import Reason, Status
+from imgflow.records import ImageResult
+
+Colour = tuple[int, int, int]
+
+RED: Colour = (255, 0, 0)
+GREEN: Colour = (0, 255, 0)
+BLUE: Colour = (0, 0, 255)
+YELLOW: Colour = (255, 255, 0)
+WHITE: Colour = (255, 255, 255)
+BLACK: Colour = (0, 0, 0)
+
+# Colours of the four quadrants of `quadrant_pixels` as displayed.
+QUADRANT_COLOURS: dict[str, Colour] = {
+    "top-left": RED,
+    "top-right": GREEN,
+    "bottom-left": BLUE,
+    "bottom-right": WHITE,
+}
+
+# The transpose that turns an upright picture into the stored pixels of a
+# file tagged with this EXIF orientation. It is the inverse of the transpose
+# that Pillow's ImageOps.exif_transpose applies for the same tag.
+STORED_TRANSPOSE: dict[int, Image.Transpose | None] = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+# JPEG coding at quality 85 moves flat colours by a few levels, and edges of
+# chroma-subsampled blocks by more. Samples are taken away from the edges.
+COLOUR_TOLERANCE = 40
+
+DEFAULT_BOXES = {"thumb": 256, "medium": 1024, "large": 2048}
+
+
+def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
+    """Encode a Pillow image to bytes in `fmt`."""
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def open_variant(out_dir: Path, result: ImageResult, name: str) -> Image.Image:
+    """Open the output file of variant `name`, fully loaded."""
+    record = next(variant for variant in result.variants if variant.name == name)
+    with Image.open(out_dir / record.path) as image:
+        image.load()
+        return image
+
+
+def variant_files(out_dir: Path, result: ImageResult) -> list[Image.Image]:
+    """Open every output file of a result, fully loaded."""
+    return [open_variant(out_dir, result, record.name) for record in result.variants]
+
+
+def rgb_at(image: Image.Image, x: int, y: int) -> Colour:
+    """Return the RGB colour of one pixel, repeating the level of a grey image."""
+    value = image.convert("RGB").getpixel((x, y))
+    assert isinstance(value, tuple)
+    return (int(value[0]), int(value[1]), int(value[2]))
+
+
+def quadrant_centres(image: Image.Image) -> dict[str, Colour]:
+    """Return the colour at the centre of each quadrant of `image`."""
+    width, height = image.size
+    left, right = width // 4, (3 * width) // 4
+    top, bottom = height // 4, (3 * height) // 4
+    return {
+        "top-left": rgb_at(image, left, top),
+        "top-right": rgb_at(image, right, top),
+        "bottom-left": rgb_at(image, left, bottom),
+        "bottom-right": rgb_at(image, right, bottom),
+    }
+
+
+def is_close(
+    found: Colour, expected: Colour, tolerance: int = COLOUR_TOLERANCE
+) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(found, expected, strict=True))
+
+
+def assert_upright_quadrants(image: Image.Image) -> None:
+    """Assert that each quadrant colour of `quadrant_pixels` is in its own corner."""
+    found = quadrant_centres(image)
+    for corner, expected in QUADRANT_COLOURS.items():
+        assert is_close(found[corner], expected), (
+            f"{corner} quadrant is {found[corner]}, expected about {expected}"
+        )
+
+
+def noise_image(width: int = 128, height: int = 96) -> Image.Image:
+    """An RGB image of random pixels, so compressed data fills the whole file."""
+    rng = np.random.default_rng(11)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    """Build one PNG chunk with a valid CRC."""
+    crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+
+
+def jpeg_segments(data: bytes) -> list[tuple[int, int]]:
+    """Return (offset, marker) of each JPEG header segment up to the first scan."""
+    segments = []
+    offset = 2
+    while offset + 4 <= len(data):
+        assert data[offset] == 0xFF, f"no JPEG marker at offset {offset}"
+        marker = data[offset + 1]
+        segments.append((offset, marker))
+        if marker == 0xDA:
+            break
+        offset += 2 + int.from_bytes(data[offset + 2 : offset + 4], "big")
+    return segments
+
+
+def insert_app1(data: bytes, payload: bytes) -> bytes:
+    """Insert an APP1 segment with `payload` right after the JPEG SOI marker."""
+    segment = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
+    return data[:2] + segment + data[2:]
+
+
+def gif_descriptor_offsets(data: bytes) -> list[int]:
+    """Return the offset of each image descriptor (0x2C) in a GIF file."""
+    offset = 13
+    if data[10] & 0x80:
+        offset += 3 * (2 << (data[10] & 0x07))
+
+    def skip_sub_blocks(at: int) -> int:
+        while data[at] != 0:
+            at += data[at] + 1
+        return at + 1
+
+    found = []
+    while offset < len(data) and data[offset] != 0x3B:
+        if data[offset] == 0x21:
+            offset = skip_sub_blocks(offset + 2)
+            continue
+        assert data[offset] == 0x2C, f"unexpected GIF block 0x{data[offset]:02x}"
+        found.append(offset)
+        packed = data[offset + 9]
+        offset += 10
+        if packed & 0x80:
+            offset += 3 * (2 << (packed & 0x07))
+        # One byte of LZW minimum code size precedes the data sub-blocks.
+        offset = skip_sub_blocks(offset + 1)
+    return found
+
+
+def animated_gif(colours: list[Colour], size: tuple[int, int] = (80, 60)) -> bytes:
+    frames = [Image.new("RGB", size, colour) for colour in colours]
+    return encode(
+        frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0
+    )
+
+
+def animated_webp(colours: list[Colour], size: tuple[int, int] = (80, 60)) -> bytes:
+    frames = [Image.new("RGB", size, colour) for colour in colours]
+    return encode(
+        frames[0],
+        "WEBP",
+        save_all=True,
+        append_images=frames[1:],
+        duration=100,
+        loop=0,
+        lossless=True,
+    )
+
+
+FRAME_COLOURS = [RED, GREEN, BLUE, YELLOW]
+
+WriteFile = Callable[[str, bytes], Path]
+Process = Callable[..., ImageResult]
+
+
+# --- EXIF orientation ---------------------------------------------------------
+
+ORIENTATION_FORMATS = {
+    "jpeg": ("JPEG", ".jpg", {"quality": 95}),
+    "png": ("PNG", ".png", {}),
+    "webp": ("WEBP", ".webp", {"lossless": True}),
+}
+
+
+def oriented_file(orientation: int, fmt: str) -> bytes:
+    """Encode a 320x240 upright quadrant picture stored for `orientation`."""
+    upright = Image.fromarray(quadrant_pixels(320, 240))
+    transpose = STORED_TRANSPOSE[orientation]
+    stored = upright if transpose is None else upright.transpose(transpose)
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    pillow_format, _, options = ORIENTATION_FORMATS[fmt]
+    data = encode(stored, pillow_format, exif=exif, **options)
+    # The generated file itself must display upright, or the test proves nothing.
+    with Image.open(io.BytesIO(data)) as check:
+        displayed = ImageOps.exif_transpose(check)
+    assert displayed.size == (320, 240)
+    return data
+
+
+@pytest.mark.parametrize("fmt", sorted(ORIENTATION_FORMATS))
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientation_displays_upright(
+    write_file: WriteFile, process: Process, tmp_path: Path, orientation: int, fmt: str
+) -> None:
+    """Every EXIF orientation puts each quadrant colour in its own corner."""
+    suffix = ORIENTATION_FORMATS[fmt][1]
+    path = write_file(
+        f"oriented_{orientation}{suffix}", oriented_file(orientation, fmt)
+    )
+    result = process(path)
+    assert result.status is Status.DONE, result.message
+    assert result.metadata["orientation"] == orientation
+    assert result.metadata["display_width"] == 320
+    assert result.metadata["display_height"] == 240
+    sizes = {record.name: (record.width, record.height) for record in result.variants}
+    assert sizes["thumb"] == (256, 192)
+    assert sizes["large"] == (320, 240)
+    for name in ("thumb", "large"):
+        image = open_variant(tmp_path / "out", result, name)
+        assert image.size == sizes[name]
+        assert_upright_quadrants(image)
+
+
+# --- truncation -----------------------------------------------------------------
+
+TRUNCATION_SOURCES: dict[str, tuple[str, Callable[[], bytes]]] = {
+    "jpeg": (".jpg", lambda: encode(noise_image(), "JPEG", quality=90)),
+    "progressive-jpeg": (
+        ".jpg",
+        lambda: encode(noise_image(), "JPEG", quality=90, progressive=True),
+    ),
+    "png": (".png", lambda: encode(noise_image(), "PNG")),
+    "gif": (".gif", lambda: encode(noise_image().convert("P"), "GIF")),
+    "webp": (".webp", lambda: encode(noise_image(), "WEBP", quality=80)),
+    "webp-lossless": (".webp", lambda: encode(noise_image(), "WEBP", lossless=True)),
+}
+
+CUTS: dict[str, Callable[[int], int]] = {
+    "half": lambda size: size // 2,
+    "ninety-percent": lambda size: size * 9 // 10,
+    "minus-2-bytes": lambda size: size - 2,
+}
+
+
+@pytest.mark.parametrize("cut", sorted(CUTS))
+@pytest.mark.parametrize("kind", sorted(TRUNCATION_SOURCES))
+def test_truncated_file_rejected(
+    write_file: WriteFile, process: Process, kind: str, cut: str
+) -> None:
+    """A file cut short is rejected as truncated, wherever the cut falls."""
+    suffix, build = TRUNCATION_SOURCES[kind]
+    data = build()
+    path = write_file(f"cut{suffix}", data[: CUTS[cut](len(data))])
+    result = process(path)
+    assert result.status is Status.REJECTED
+    assert result.reason is Reason.TRUNCATED, result.message
+    assert result.variants == []
+
+
+# --- files that are not images ----------------------------------------------
+
+
+def test_empty_file_rejected(write_file: WriteFile, process: Process) -> None:
+    """A zero-byte file is rejected as empty."""
+    result = process(write_file("empty.jpg", b""))
+    assert result.status is Status.REJECTED
+    assert result.reason is Reason.EMPTY_FILE
+
+
+def test_random_bytes_rejected(write_file: WriteFile, process: Process) -> None:
+    """Random bytes are rejected as not an image."""
+    data = np.random.default_rng(5).bytes(4096)
+    result = process(write_file("noise.jpg", data))
+    assert result.status is Status.REJECTED
+    assert result.reason is Reason.NOT_AN_IMAGE
+
+
+def test_text_named_jpg_rejected(write_file: WriteFile, process: Process) -> None:
+    """A text file with a .jpg name is rejected as not an image."""
+    data = b"This is a text file, not a photo.\n" * 10
+    result = process(write_file("notes.jpg", data))
+    assert result.status is Status.REJECTED
+    assert result.reason is Reason.NOT_AN_IMAGE
+    assert "signature" in (result.message or "")
+
+
+def test_jpeg_named_png_processed(
+    write_file: WriteFile, process: Process, tmp_path: Path
+) -> None:
+    """A JPEG named .png is read as JPEG, from its bytes."""
+    data = jpeg_bytes(Image.fromarray(quadrant_pixels(64, 48)))
+    result = process(write_file("photo.png", data))
+    assert result.status is Status.DONE, result.message
+    assert result.metadata["format"] == "jpeg"
+    assert_upright_quadrants(open_variant(tmp_path / "out", result, "thumb"))
+
+
+def dicom_file(preamble: bytes) -> bytes:
+    """A minimal DICOM Part 10 file: 128-byte preamble, "DICM", one data element."""
+    # (0002,0010) Transfer Syntax UID, explicit VR "UI", Explicit VR Little Endian.
+    uid = b"1.2.840.10008.1.2.1\x00"
+    element = b"\x02\x00\x10\x00UI" + struct.pack("<H", len(uid)) + uid
+    return preamble.ljust(128, b"\x00") + b"DICM" + element
+
+
+# DICOM/TIFF dual-personality files put a TIFF header in the preamble, so
+# the same bytes open as TIFF in image viewers.
+DICOM_PREAMBLES = {
+    "zero-preamble": b"",
+    "tiff-preamble": b"II*\x00\x08\x00\x00\x00",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DICOM_PREAMBLES))
+def test_dicom_rejected_as_format(
+    write_file: WriteFile, process: Process, kind: str
+) -> None:
+    """A DICOM file is rejected as format dicom, whatever its preamble contains."""
+    result = process(write_file("scan.dcm", dicom_file(DICOM_PREAMBLES[kind])))
+    assert result.status is Status.REJECTED
+    assert result.reason is Reason.FORMAT_NOT_ALLOWED, result.message
+    assert "format dicom" in (result.message or "")
+
+
+# --- decompression bombs ----------------------------------------------------
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A small PNG whose IHDR claims width x height, with the CRC fixed up."""
+    data = encode(Image.new("RGB", (8, 8), RED), "PNG")
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    # IHDR follows the 8-byte signature and takes 25 bytes: length, type,
+    # 13 data bytes and CRC.
+    return data[:8] + png_chunk(b"IHDR", header) + data[33:]
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """A small JPEG whose SOF0 segment claims width x height."""
+    data = bytearray(jpeg_bytes(Image.new("RGB", (16, 16), RED)))
+    offset = next(at for at, marker in jpeg_segments(bytes(data)) if marker == 0xC0)
+    # SOF0: marker, length (2), precision (1), height (2), width (2).
+    data[offset + 5 : offset + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def tiff_claiming(width: int, height: int) -> bytes:
+    """A small TIFF whose ImageWidth and ImageLength tags claim width x height."""
+    data = bytearray(encode(Image.new("RGB", (16, 16), RED), "TIFF"))
+    assert data[:4] == b"II*\x00"
+    ifd = struct.unpack("<I", data[4:8])[0]
+    (count,) = struct.unpack("<H", data[ifd : ifd + 2])
+    claimed = {256: width, 257: height}
+    patched = set()
+    for index in range(count):
+        entry = ifd + 2 + 12 * index
+        tag, field_type = struct.unpack("<HH", data[entry : entry + 4])
+        if tag not in claimed:
+            continue
+        if field_type == 3:
+            data[entry + 8 : entry + 10] = struct.pack("<H", claimed[tag])
+        else:
+            data[entry + 8 : entry + 12] = struct.pack("<I", claimed[tag])
+        patched.add(tag)
+    assert patched == set(claimed)
+    return bytes(data)
+
+
+def webp_claiming(width: int, height: int) -> bytes:
+    """A small lossless WebP whose VP8L header claims width x height."""
+    data = bytearray(encode(Image.new("RGB", (16, 16), RED), "WEBP", lossless=True))
+    assert data[12:16] == b"VP8L"
+    # VP8L header: signature 0x2F, then 14 bits width - 1 and 14 bits height - 1.
+    assert data[20] == 0x2F
+    bits = int.from_bytes(data[21:25], "little")
+    bits = (bits & ~0x0FFFFFFF) | (width - 1) | ((height - 1) << 14)
+    data[21:25] = bits.to_bytes(4, "little")
+    return bytes(data)
+
+
+HEADER_BOMBS: dict[str, tuple[str, Callable[[], bytes], str]] = {
+    "png-ihdr": (".png", lambda: png_claiming(20000, 20000), "20000x20000"),
+    "jpeg-sof": (".jpg", lambda: jpeg_claiming(60000, 60000), "60000x60000"),
+    "tiff-ifd": (".tif", lambda: tiff_claiming(60000, 60000), "60000x60000"),
+    "webp-vp8l": (".webp", lambda: webp_claiming(16383, 16383), "16383x16383"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HEADER_BOMBS))
+def test_header_bomb_rejected(
+    write_file: WriteFile, process: Process, kind: str
+) -> None:
+    """A header claiming a huge size is rejected in validation, before decoding."""
+    suffix, build, size = HEADER_BOMBS[kind]
+    result = process(write_file(f"bomb{suffix}", build()))
+    assert result.status is Status.REJECTED
+    assert result.reason is Reason.TOO_MANY_PIXELS, result.message
+    assert result.stage == "validate"
+    assert size in (result.message or "")
+    assert "validate.max_pixels" in (result.message or "")
+
+
+def gif_with_frame(frame_index: int, width: int, height: int) -> bytes:
+    """A 32x32 GIF of three frames whose frame `frame_index` claims width x height."""
+    frames = [Image.new("P", (32, 32), index) for index in (1, 2, 3)]
+    for frame in frames:
+        frame.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * 756)
+    data = bytearray(
+        encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50)
+    )
+    offsets = gif_descriptor_offsets(bytes(data))
+    assert len(offsets) == 3
+    # Image descriptor: 0x2C, then left, top, width and height as 16-bit little-endian.
+    at = offsets[frame_index]
+    data[at + 5 : at + 9] = struct.pack("<HH", width, height)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("frame_index", [0, 2], ids=["first-frame", "last-frame"])
+def test_gif_frame_bomb_rejected(
+    write_file: WriteFile, process: Process, frame_index: int
+) -> None:
+    """A GIF frame descriptor claiming 65535x65535 is rejected in validation."""
+    result = process(write_file("bomb.gif", gif_with_frame(frame_index, 65535, 65535)))
+    assert result.status is Status.REJECTED
+    assert result.reason is Reason.TOO_MANY_PIXELS, result.message
+    assert result.stage == "validate"
+    assert "65535" in (result.message or "")
+
+
+def test_gif_wide_frame_counts_against_limit(
+    write_file: WriteFile, process: Process
+) -> None:
+    """A 65535-pixel-wide GIF frame counts, though the logical screen is 32x32."""
+    data = gif_with_frame(0, 65535, 32)
+    config = {"validate": {"max_pixels": 1_000_000}}
+    result = process(write_file("wide.gif", data), config)
+    assert result.status is Status.REJECTED
+    assert result.reason is Reason.TOO_MANY_PIXELS, result.message
+    assert "65535" in (result.message or "")
+
+
+# --- colour: CMYK and 16-bit --------------------------------------------------
+
+
+def test_cmyk_jpeg_not_inverted(
+    write_file: WriteFile, process: Process, tmp_path: Path
+) -> None:
+    """A CMYK JPEG becomes sRGB with cyan still cyan and paper still white."""
+    pixels = np.zeros((48, 64, 4), dtype=np.uint8)
+    pixels[:, :32] = (255, 0, 0, 0)
+    data = encode(Image.fromarray(pixels, "CMYK"), "JPEG", quality=95)
+    result = process(write_file("cmyk.jpg", data))
+    assert result.status is Status.DONE, result.message
+    image = open_variant(tmp_path / "out", result, "thumb")
+    assert image.mode == "RGB"
+    red, green, blue = rgb_at(image, 16, 24)
+    assert red < 100, f"cyan patch is {(red, green, blue)}"
+    assert green > 100, f"cyan patch is {(red, green, blue)}"
+    assert blue > 150, f"cyan patch is {(red, green, blue)}"
+    assert min(rgb_at(image, 48, 24)) > 230, "the 0% ink patch is not white"
+
+
+def test_16bit_grey_png_tones(
+    write_file: WriteFile, process: Process, tmp_path: Path
+) -> None:
+    """16-bit grey levels 0, 32768 and 65535 become 8-bit 0, 128 and 255."""
+    levels = np.zeros((16, 48), dtype=np.uint16)
+    levels[:, 16:32] = 32768
+    levels[:, 32:] = 65535
+    data = encode(Image.fromarray(levels), "PNG")
+    result = process(write_file("grey16.png", data))
+    assert result.status is Status.DONE, result.message
+    assert result.metadata["bit_depth"] == 16
+    image = open_variant(tmp_path / "out", result, "thumb")
+    assert rgb_at(image, 8, 8)[0] <= 3
+    assert abs(rgb_at(image, 24, 8)[0] - 128) <= 3
+    assert rgb_at(image, 40, 8)[0] >= 252
+
+
+def test_16bit_rgb_png_tones(
+    write_file: WriteFile, process: Process, tmp_path: Path
+) -> None:
+    """16-bit RGB (32768, 65535, 16384) becomes 8-bit (128, 255, 64)."""
+    pixels = np.empty((16, 16, 3), dtype=np.uint16)
+    pixels[...] = (32768, 65535, 16384)
+    image16 = pyvips.Image.new_from_array(pixels).copy(interpretation="rgb16")
+    result = process(write_file("rgb16.png", image16.pngsave_buffer()))
+    assert result.status is Status.DONE, result.message
+    assert result.metadata["bit_depth"] == 16
+    colour = rgb_at(open_variant(tmp_path / "out", result, "thumb"), 8, 8)
+    assert is_close(colour, (128, 255, 64), tolerance=4), colour
+
+
+# --- transparency -----------------------------------------------------------------
+
+
+def test_palette_transparency_becomes_white(
+    write_file: WriteFile, process: Process, tmp_path: Path
+) -> None:
+    """A transparent palette entry turns white in JPEG, opaque entries keep colour."""
+    image = Image.new("P", (64, 32), 0)
+    image.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    image.paste(1, (32, 0, 64, 32))
+    result = process(write_file("palette.png", encode(image, "PNG", transparency=0)))
+    assert result.status is Status.DONE, result.message
+    output = open_variant(tmp_path / "out", result, "thumb")
+    assert is_close(rgb_at(output, 12, 16), WHITE, tolerance=8)
+    assert is_close(rgb_at(output, 52, 16), BLUE)
+
+
+def rgba_halves() -> bytes:
+    """A 96x32 RGBA PNG of transparent green, half-alpha black and opaque red bands."""
+    image = Image.new("RGBA", (96, 32), (0, 128, 0, 0))
+    image.paste((0, 0, 0, 128), (32, 0, 64, 32))
+    image.paste((200, 0, 0, 255), (64, 0, 96, 32))
+    return encode(image, "PNG")
+
+
+def test_rgba_flattened_on_white(
+    write_file: WriteFile, process: Process, tmp_path: Path
+) -> None:
+    """RGBA is flattened onto white by default."""
+    result = process(write_file("alpha.png", rgba_halves()))
+    assert result.status is Status.DONE, result.message
+    output = open_variant(tmp_path / "out", result, "thumb")
+    assert is_close(rgb_at(output, 12, 16), WHITE, tolerance=8)
+    assert is_close(rgb_at(output, 48, 16), (127, 127, 127), tolerance=8)
+    assert is_close(rgb_at(output, 84, 16), (200, 0, 0))
+
+
+def test_rgba_flattened_on_configured_black(
+    write_file: WriteFile, process: Process, tmp_path: Path
+) -> None:
+    """transform.background = #000000 flattens transparency onto black."""
+    config = {"transform": {"background": "#000000"}}
+    result = process(write_file("alpha.png", rgba_halves()), config)
+    assert result.status is Status.DONE, result.message
+    output = open_variant(tmp_path / "out", result, "thumb")
+    assert is_close(rgb_at(output, 12, 16), BLACK, tolerance=8)
+    assert is_close(rgb_at(output, 48, 16), BLACK, tolerance=8)
+    assert is_close(rgb_at(output, 84, 16), (200, 0, 0))
+
+
+def test_grey_alpha_flattened_on_white(
+    write_file: WriteFile, process: Process, tmp_path: Path
+) -> None:
+    """Grey plus alpha (LA) keeps its grey and turns transparent areas white."""
+    image = Image.new("LA", (64, 32), (100, 0))
+    image.paste((50, 255), (32, 0, 64, 32))
+    result = process(write_file("grey_alpha.png", encode(image, "PNG")))
+    assert result.status is Status.DONE, result.message
+    output = open_variant(tmp_path / "out", result, "thumb")
+    assert rgb_at(output, 12, 16)[0] >= 250
+    assert abs(rgb_at(output, 52, 16)[0] - 50) <= 4
+
+
+# --- geometry ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(10000, 1), (1, 5000)], ids=["10000x1", "1x5000"])
+def test_extreme_aspect_keeps_pixels(
+    write_file: WriteFile, process: Process, tmp_path: Path, size: tuple[int, int]
+) -> None:
+    """A 1-pixel strip keeps one pixel across and fits its long side to each box."""
+    data = encode(Image.new("RGB", size, (10, 120, 200)), "PNG")
+    result = process(write_file("strip.png", data))
+    assert result.status is Status.DONE, result.message
+    long_side = max(size)
+    for record in result.variants:
+        image = open_variant(tmp_path / "out", result, record.name)
+        assert min(record.width, record.height) == 1, record
+        assert max(record.width, record.height) == min(
+            DEFAULT_BOXES[record.name], long_side
+        ), record
+        assert image.size == (record.width, record.height), record.name
+        assert (image.width >= image.height) == (size[0] >= size[1]), record.name
+
+
+def test_single_pixel_image(
+    write_file: WriteFile, process: Process, tmp_path: Path
+) -> None:
+    """A 1x1 image gives 1x1 variants of the same colour."""
+    data = encode(Image.new("RGB", (1, 1), (30, 160, 90)), "PNG")
+    result = process(write_file("dot.png", data))
+    assert result.status is Status.DONE, result.message
+    for record in result.variants:
+        image = open_variant(tmp_path / "out", result, record.name)
+        assert image.size == (1, 1), record.name
+        assert is_close(rgb_at(image, 0, 0), (30, 160, 90), tolerance=12), record.name
+
+
+# --- validation settings ----------------------------------------------------------
+
+
+def test_disallowed_format_rejected(write_file: WriteFile, process: Process) -> None:
+    """A JPEG is rejected when validate.allowed_formats names only png."""
+    data = jpeg_bytes(Image.fromarray(quadrant_pixels(64, 48)))
+    config = {"validate": {"allowed_formats": ["png"]}}
+    result = process(write_file("photo.jpg", data), config)
+    assert result.status is Status.REJECTED
+    assert result.reason is Reason.FORMAT_NOT_ALLOWED
+    assert "jpeg" in (result.message or "")
+    assert "allowed_formats" in (result.message or "")
+
+
+def test_file_over_byte_limit_rejected(write_file: WriteFile, process: Process) -> None:
+    """A file one byte over validate.max_file_bytes is rejected."""
+    data = jpeg_bytes(Image.fromarray(quadrant_pixels(64, 48)))
+    config = {"validate": {"max_file_bytes": len(data) - 1}}
+    result = process(write_file("photo.jpg", data), config)
+    assert result.status is Status.REJECTED
+    assert result.reason is Reason.FILE_TOO_LARGE
+    assert "max_file_bytes" in (result.message or "")
+    assert f"{len(data):,}" in (result.message or "")
+
+
+def test_file_at_byte_limit_accepted(write_file: WriteFile, process: Process) -> None:
+    """A file exactly validate.max_file_bytes long is accepted."""
+    data = jpeg_bytes(Image.fromarray(quadrant_pixels(64, 48)))
+    config = {"validate": {"max_file_bytes": len(data)}}
+    result = process(write_file("photo.jpg", data), config)
+    assert result.status is Status.DONE, result.message
+
+
+# --- malformed EXIF ---------------------------------------------------------------
+
+MALFORMED_EXIF: dict[str, bytes] = {
+    "random-payload": b"Exif\x00\x00" + np.random.default_rng(3).bytes(60),
+    "not-a-tiff-header": b"Exif\x00\x00\xff\xff\xff\xff\x00\x00\x00\x08" + bytes(40),
+    # IFD0 claims 32 entries but contains one.
+    "ifd-cut-short": b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x20"
+    + b"\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06",
+    # IFD0 offset points past the end of the segment.
+    "ifd-offset-past-end": b"Exif\x00\x00II*\x00\xff\xff\x00\x00",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MALFORMED_EXIF))
+def test_malformed_exif_warns(
+    write_file: WriteFile, process: Process, tmp_path: Path, kind: str
+) -> None:
+    """A JPEG with a damaged EXIF segment is done, with an EXIF warning."""
+    base = jpeg_bytes(Image.fromarray(quadrant_pixels(64, 48)))
+    result = process(
+        write_file("bad_exif.jpg", insert_app1(base, MALFORMED_EXIF[kind]))
+    )
+    assert result.status is Status.DONE, result.message
+    assert result.warnings, "damaged EXIF produced no warning"
+    assert any("exif" in warning.lower() for warning in result.warnings), (
+        result.warnings
+    )
+    assert_upright_quadrants(open_variant(tmp_path / "out", result, "thumb"))
+
+
+# --- GPS and kept EXIF ------------------------------------------------------------
+
+GPS = ExifTags.GPS
+
+
+def gps_block(
+    latitude: tuple[str, tuple[float, float, float]],
+    longitude: tuple[str, tuple[float, float, float]],
+    altitude: float,
+    below_sea_level: bool,
+) -> dict[int, object]:
+    """Build an EXIF GPS block from (reference, degrees-minutes-seconds) pairs."""
+    return {
+        GPS.GPSLatitudeRef: latitude[0],
+        GPS.GPSLatitude: latitude[1],
+        GPS.GPSLongitudeRef: longitude[0],
+        GPS.GPSLongitude: longitude[1],
+        GPS.GPSAltitudeRef: b"\x01" if below_sea_level else b"\x00",
+        GPS.GPSAltitude: altitude,
+    }
+
+
+GPS_CASES = {
+    "north-west-above-sea": (
+        gps_block(("N", (52.0, 22.0, 12.5)), ("W", (4.0, 53.0, 30.0)), 12.5, False),
+        {"latitude": 52.3701389, "longitude": -4.8916667, "altitude": 12.5},
+    ),
+    "south-east-below-sea": (
+        gps_block(("S", (33.0, 51.0, 54.0)), ("E", (151.0, 12.0, 36.0)), 5.0, True),
+        {"latitude": -33.865, "longitude": 151.21, "altitude": -5.0},
+    ),
+}
+
+
+def camera_jpeg(gps: dict[int, object], orientation: int = 6) -> bytes:
+    """A 64x48 quadrant JPEG stored for `orientation`, with camera EXIF and GPS."""
+    exif = Image.Exif()
+    exif[ExifTags.Base.Make] = "TestMake"
+    exif[ExifTags.Base.Model] = "TestModel"
+    exif[ExifTags.Base.Orientation] = orientation
+    exif[ExifTags.IFD.GPSInfo] = gps
+    upright = Image.fromarray(quadrant_pixels(64, 48))
+    transpose = STORED_TRANSPOSE[orientation]
+    stored = upright if transpose is None else upright.transpose(transpose)
+    return jpeg_bytes(stored, exif=exif)
+
+
+@pytest.mark.parametrize("case", sorted(GPS_CASES))
+def test_gps_recorded_as_decimal_degrees(
+    write_file: WriteFile, process: Process, case: str
+) -> None:
+    """GPS degrees, minutes and seconds are recorded as signed decimal degrees."""
+    gps, expected = GPS_CASES[case]
+    result = process(write_file("gps.jpg", camera_jpeg(gps)))
+    assert result.status is Status.DONE, result.message
+    recorded = result.metadata["exif"]["gps"]
+    assert recorded["latitude"] == pytest.approx(expected["latitude"], abs=1e-6)
+    assert recorded["longitude"] == pytest.approx(expected["longitude"], abs=1e-6)
+    assert recorded["altitude"] == pytest.approx(expected["altitude"], abs=1e-2)
+
+
+def test_gps_absent_from_outputs(
+    write_file: WriteFile, process: Process, tmp_path: Path
+) -> None:
+    """By default no output variant carries EXIF GPS."""
+    gps = GPS_CASES["north-west-above-sea"][0]
+    result = process(write_file("gps.jpg", camera_jpeg(gps)))
+    assert result.status is Status.DONE, result.message
+    for record, image in zip(
+        result.variants, variant_files(tmp_path / "out", result), strict=True
+    ):
+        exif = image.getexif()
+        assert ExifTags.IFD.GPSInfo not in exif, record.name
+        assert not exif.get_ifd(ExifTags.IFD.GPSInfo), record.name
+
+
+def test_keep_exif_drops_gps(
+    write_file: WriteFile, process: Process, tmp_path: Path
+) -> None:
+    """output.keep_exif keeps Make and Model, resets orientation and drops GPS."""
+    gps = GPS_CASES["north-west-above-sea"][0]
+    config = {"output": {"keep_exif": True}}
+    result = process(write_file("gps.jpg", camera_jpeg(gps, orientation=6)), config)
+    assert result.status is Status.DONE, result.message
+    for record, image in zip(
+        result.variants, variant_files(tmp_path / "out", result), strict=True
+    ):
+        exif = image.getexif()
+        assert exif.get(ExifTags.Base.Make) == "TestMake", record.name
+        assert exif.get(ExifTags.Base.Model) == "TestModel", record.name
+        assert exif.get(ExifTags.Base.Orientation) == 1, record.name
+        assert ExifTags.IFD.GPSInfo not in exif, record.name
+        assert not exif.get_ifd(ExifTags.IFD.GPSInfo), record.name
+        assert image.size == (64, 48), record.name
+        assert_upright_quadrants(image)
+
+
+# --- animation, multi-picture and HEIC --------------------------------------------
+
+ANIMATED_SOURCES = {
+    "gif": (".gif", animated_gif),
+    "webp": (".webp", animated_webp),
+}
+
+
+@pytest.mark.parametrize("fmt", sorted(ANIMATED_SOURCES))
+def test_animation_first_frame_default(
+    write_file: WriteFile, process: Process, tmp_path: Path, fmt: str
+) -> None:
+    """An animated image gives still variants of its first frame by default."""
+    suffix, build = ANIMATED_SOURCES[fmt]
+    result = process(write_file(f"anim{suffix}", build(FRAME_COLOURS)))
+    assert result.status is Status.DONE, result.message
+    assert result.metadata["pages"] == len(FRAME_COLOURS)
+    image = open_variant(tmp_path / "out", result, "thumb")
+    assert image.size == (80, 60)
+    assert getattr(image, "n_frames", 1) == 1
+    assert is_close(rgb_at(image, 40, 30), RED), rgb_at(image, 40, 30)
+
+
+@pytest.mark.parametrize("fmt", sorted(ANIMATED_SOURCES))
+def test_animation_keep_writes_frames(
+    write_file: WriteFile, process: Process, tmp_path: Path, fmt: str
+) -> None:
+    """transform.animation = keep writes every frame, in order, to a webp variant."""
+    suffix, build = ANIMATED_SOURCES[fmt]
+    config = {
+        "transform": {"animation": "keep"},
+        "variants": {"anim": {"size": 64, "format": "webp"}},
+    }
+    result = process(write_file(f"anim{suffix}", build(FRAME_COLOURS)), config)
+    assert result.status is Status.DONE, result.message
+    record = result.variants[0]
+    assert (record.width, record.height) == (64, 48)
+    with Image.open(tmp_path / "out" / record.path) as image:
+        assert image.format == "WEBP"
+        assert image.n_frames == len(FRAME_COLOURS)
+        assert image.size == (64, 48)
+        for index, expected in enumerate(FRAME_COLOURS):
+            image.seek(index)
+            found = rgb_at(image, 32, 24)
+            assert is_close(found, expected), f"frame {index} is {found}"
+
+
+def test_mpo_first_picture(
+    write_file: WriteFile, process: Process, tmp_path: Path
+) -> None:
+    """A two-picture MPO gives variants of its first picture."""
+    first = Image.fromarray(quadrant_pixels(64, 48))
+    second = Image.new("RGB", (64, 48), YELLOW)
+    data = encode(first, "MPO", save_all=True, append_images=[second])
+    result = process(write_file("stereo.mpo", data))
+    assert result.status is Status.DONE, result.message
+    image = open_variant(tmp_path / "out", result, "thumb")
+    assert image.size == (64, 48)
+    assert_upright_quadrants(image)
+
+
+def test_heic_processed(
+    write_file: WriteFile, process: Process, tmp_path: Path
+) -> None:
+    """A HEIC image is decoded and keeps its quadrant colours."""
+    pillow_heif = pytest.importorskip("pillow_heif")
+    pillow_heif.register_heif_opener()
+    data = encode(Image.fromarray(quadrant_pixels(64, 48)), "HEIF", quality=95)
+    result = process(write_file("photo.heic", data))
+    assert result.status is Status.DONE, result.message
+    assert result.metadata["format"] == "heic"
+    image = open_variant(tmp_path / "out", result, "thumb")
+    assert image.size == (64, 48)
+    assert_upright_quadrants(image)
