@@ -91,6 +91,8 @@ def _summary_table(summary: RunSummary) -> Table:
     table.caption = (
         f"mode {summary.mode}, {summary.workers} workers, {summary.seconds:.1f} s"
     )
+    if summary.mode_reason:
+        table.caption += f"\nmode chosen because {summary.mode_reason}"
     return table
 
 
@@ -134,8 +136,8 @@ def _problems_table(summary: RunSummary) -> Table | None:
 )
 @click.option(
     "--mode",
-    type=click.Choice(MODES),
-    default="parallel",
+    type=click.Choice(("auto", *MODES)),
+    default="auto",
     show_default=True,
     help="Execution model.",
 )

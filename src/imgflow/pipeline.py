@@ -155,7 +155,7 @@ class Pipeline:
             engine=rendered[0].engine if rendered else None,
         )
 
-    def process(self, source: Source) -> ImageResult:
+    def process(self, source: Source, *, engine: str = "vips") -> ImageResult:
         """Run every stage on one source; never raises for a bad image."""
         started = time.perf_counter()
         stage = ingest.STAGE
@@ -164,7 +164,7 @@ class Pipeline:
             stage = validate.STAGE
             loaded = self.load(source, data)
             stage = transform.STAGE
-            rendered = self.render(loaded, data)
+            rendered = self.render(loaded, data, engine=engine)
             stage = metadata.STAGE
             described = self.describe(loaded, data)
             stage = store.STAGE

@@ -21,7 +21,9 @@ from imgflow.catalog import RunInfo, SQLiteCatalog
 from imgflow.config import PipelineConfig
 from imgflow.errors import Status
 from imgflow.executors import make_executor
+from imgflow.executors.auto import choose_mode
 from imgflow.executors.base import RunControl
+from imgflow.executors.parallel import default_workers
 from imgflow.pipeline import Pipeline
 from imgflow.records import ImageResult, Source
 from imgflow.stages.ingest import Filters, IngestIssue, iter_inputs
@@ -37,7 +39,7 @@ class RunRequest:
     inputs: Sequence[str]
     out_dir: Path
     config: PipelineConfig
-    mode: str = "parallel"
+    mode: str = "auto"
     workers: int | None = None
     filters: Filters = Filters()
     list_files: Sequence[str] = ()
@@ -58,6 +60,7 @@ class RunSummary:
     seconds: float
     counts: dict[str, int] = field(default_factory=dict)
     not_processed: list[Source] = field(default_factory=list)
+    mode_reason: str | None = None
 
     @property
     def all_done(self) -> bool:
@@ -80,6 +83,7 @@ class RunSummary:
         return {
             "summary": {
                 "mode": self.mode,
+                "mode_reason": self.mode_reason,
                 "workers": self.workers,
                 "images": len(self.results),
                 "done": self.counts.get("done", 0),
@@ -165,9 +169,14 @@ def execute(
             max_ahead=request.order_window if request.ordered else None
         )
     pipeline = Pipeline(request.config, request.out_dir)
-    executor = make_executor(
-        request.mode, request.workers, time_limit=request.time_limit
-    )
+    mode, mode_reason = request.mode, None
+    if mode == "auto":
+        choice = choose_mode(
+            sources, request.config, request.workers or default_workers()
+        )
+        mode, mode_reason = choice.mode, choice.reason
+        log.info("mode %s chosen: %s", mode, mode_reason)
+    executor = make_executor(mode, request.workers, time_limit=request.time_limit)
     catalog = SQLiteCatalog(layout.catalog)
     run_id = catalog.start_run(
         RunInfo(
@@ -215,6 +224,7 @@ def execute(
         seconds=seconds,
         counts=counts,
         not_processed=[s for s in sources if s.index not in finished],
+        mode_reason=mode_reason,
     )
     log.info(
         "run %d finished in %.1f s: %s%s",

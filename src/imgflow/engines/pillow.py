@@ -20,7 +20,13 @@ from PIL import Image, ImageOps
 from imgflow.config import OutputFormat, PipelineConfig, Variant
 from imgflow.errors import Reason, StageFailed
 from imgflow.records import Header
-from imgflow.stages.transform import STAGE, Rendered, VariantPlan, base_size
+from imgflow.stages.transform import (
+    STAGE,
+    Rendered,
+    VariantPlan,
+    base_size,
+    encoding_key,
+)
 from imgflow.stages.validate import decode_failure
 
 _FORMATS = {
@@ -55,7 +61,9 @@ def _decode(data: bytes, header: Header, size: tuple[int, int]) -> Image.Image:
     image.draft(mode, stored)
     # Truncated data raises instead of being padded with grey.
     image.load()
-    image = ImageOps.exif_transpose(image)
+    if header.orientation != 1:
+        # exif_transpose copies the image even when there is nothing to do.
+        image = ImageOps.exif_transpose(image)
     return image if image.mode == mode else image.convert(mode)
 
 
@@ -118,10 +126,16 @@ def render(
             made.append(image)
 
     rendered = []
+    encodings: dict[tuple[object, ...], bytes] = {}
     for plan in plans:
         image = shaped[plan.name]
         try:
-            encoded = _encode(image, plan.variant, exif)
+            # Variants that resolve to the same pixels and settings (medium
+            # and large of a small photo) are encoded once.
+            same = encoding_key(plan)
+            if same not in encodings:
+                encodings[same] = _encode(image, plan.variant, exif)
+            encoded = encodings[same]
         except (OSError, ValueError) as exc:
             raise StageFailed(
                 Reason.ENCODE_FAILED,

@@ -17,7 +17,13 @@ from imgflow.config import OutputConfig, OutputFormat, PipelineConfig, Variant
 from imgflow.errors import Reason, Rejected, StageFailed
 from imgflow.records import Header
 from imgflow.stages.metadata import exif_for_output
-from imgflow.stages.transform import STAGE, Rendered, VariantPlan, base_size
+from imgflow.stages.transform import (
+    STAGE,
+    Rendered,
+    VariantPlan,
+    base_size,
+    encoding_key,
+)
 from imgflow.stages.validate import decode_failure
 
 # libvips' default: tolerate minor damage, but reject a file whose data
@@ -240,6 +246,7 @@ def render(
     keep = _keep_flags(config.output, exif)
 
     shaped: dict[str, pyvips.Image] = {}
+    animated: set[str] = set()
     try:
         if still:
             base = _decode_base(data, header, base_size(still, width, height), flatten)
@@ -248,14 +255,21 @@ def render(
         for plan in plans:
             if plan.name not in shaped:
                 shaped[plan.name] = _render_animated(data, header, plan, config)
+                animated.add(plan.name)
     except (pyvips.Error, OSError, ValueError) as exc:
         raise _decode_failure(header, data, exc) from None
 
     rendered = []
+    encodings: dict[tuple[object, ...], bytes] = {}
     for plan in plans:
         image = _prepare_for_output(shaped[plan.name], plan.variant, config, exif)
         try:
-            encoded = _encode(image, plan.variant, keep)
+            # Variants that resolve to the same pixels and settings (medium
+            # and large of a small photo) are encoded once.
+            same = (encoding_key(plan), plan.name in animated)
+            if same not in encodings:
+                encodings[same] = _encode(image, plan.variant, keep)
+            encoded = encodings[same]
         except pyvips.Error as exc:
             raise StageFailed(
                 Reason.ENCODE_FAILED,

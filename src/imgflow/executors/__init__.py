@@ -26,7 +26,7 @@ def make_executor(
     if mode == "pipelined":
         return PipelinedExecutor(workers, time_limit=time_limit, queue_size=queue_size)
     if mode == "hybrid":
-        return HybridExecutor(workers, time_limit=time_limit, queue_size=queue_size)
+        return HybridExecutor(workers, time_limit=time_limit)
     raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
 
 

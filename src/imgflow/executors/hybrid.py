@@ -1,33 +1,67 @@
 """Hybrid model: route each image to the engine and pool that suit it.
 
-Small baseline JPEGs go, in batches, to a lane of workers running the
-Pillow fast path, which beats libvips below about a megapixel and saves one
-round trip per image. Large and slow kinds (over the pixel threshold,
-progressive, animated, tagged with a colour profile, or any other format)
-go one at a time to a separate libvips lane with its own size, so a slow
-image never holds back a batch of small ones.
+Small baseline JPEGs go in batches to a lane of workers running the Pillow
+fast path, which beats libvips below about a megapixel and saves a round
+trip per image. Large and slow kinds (over the pixel threshold,
+progressive, animated, tagged with a colour profile, or another format) go
+one at a time to a separate libvips lane with its own size, so a slow image
+never holds back a batch of small ones.
+
+Routing reads each file's signature and header in the coordinating process
+(well under a millisecond, no decode); workers then run the whole pipeline
+on their images, as in the parallel model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from typing import Any
 
-from imgflow.engines import pillow
-from imgflow.executors.parallel import default_workers
-from imgflow.executors.pipelined import Lane, PipelinedExecutor
-from imgflow.pipeline import Described, Pipeline
+from imgflow.engines import pillow, vips
+from imgflow.executors.base import Feeder, RunControl
+from imgflow.executors.parallel import POLL_SECONDS, default_workers, result_of
+from imgflow.executors.pool import Outcome, WorkerPool
+from imgflow.pipeline import Pipeline
+from imgflow.records import ImageResult, Source
+from imgflow.stages.validate import peek_header
 
 # NOTE: measured on 2 cores with libjpeg-turbo 3 (Pillow 13) and libvips
 # 8.18: Pillow renders the three default variants faster up to about this
-# size; see docs/benchmarks.md for the runs behind it.
+# size; docs/benchmarks.md has the runs behind it.
 DEFAULT_SMALL_PIXELS = 1_500_000
-DEFAULT_BATCH_SIZE = 8
+DEFAULT_BATCH_SIZE = 4
 
-SMALL_LANE = 0
-LARGE_LANE = 1
+_pipeline: Pipeline | None = None
+_engine = "vips"
 
 
-class HybridExecutor(PipelinedExecutor):
+def start_lane_worker(pipeline: Pipeline, engine: str) -> None:
+    global _pipeline, _engine
+    _pipeline = pipeline
+    _engine = engine
+    vips.configure_worker(threads=1)
+
+
+def process_batch_in_worker(batch: list[Source]) -> list[ImageResult]:
+    assert _pipeline is not None, "worker started without a pipeline"
+    return [_pipeline.process(source, engine=_engine) for source in batch]
+
+
+@dataclass(slots=True)
+class _Lane:
+    pool: WorkerPool
+    batch_size: int
+    backlog: list[Source] = field(default_factory=list)
+    running: dict[int, list[Source]] = field(default_factory=dict)
+
+    @property
+    def full(self) -> bool:
+        return len(self.backlog) >= self.batch_size * self.pool.size
+
+
+class HybridExecutor:
     name = "hybrid"
 
     def __init__(
@@ -37,31 +71,107 @@ class HybridExecutor(PipelinedExecutor):
         large_workers: int | None = None,
         small_pixels: int = DEFAULT_SMALL_PIXELS,
         batch_size: int = DEFAULT_BATCH_SIZE,
-        queue_size: int = 16,
         time_limit: float | None = None,
     ) -> None:
-        super().__init__(workers, queue_size=queue_size, time_limit=time_limit)
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.large_workers = large_workers or max(
-            1, (workers or default_workers()) // 2
-        )
+        self.workers = workers or default_workers()
+        self.large_workers = large_workers or max(1, self.workers // 2)
         self.small_pixels = small_pixels
         self.batch_size = batch_size
+        self.time_limit = time_limit
+        self._batches = 0
 
-    def lanes(
-        self, pipeline: Pipeline
-    ) -> tuple[list[Lane], Callable[[Described], int]]:
-        lanes = [
-            Lane("small", self.workers, engine="pillow", batch_size=self.batch_size),
-            Lane("large", self.large_workers, engine="vips"),
-        ]
+    def is_small(self, source: Source, pipeline: Pipeline) -> bool:
+        """True when a source belongs on the Pillow fast path."""
+        header = peek_header(source.path)
+        return (
+            header is not None
+            and header.pixels <= self.small_pixels
+            and pillow.can_render(header, pipeline.config)
+        )
 
-        def route(described: Described) -> int:
-            header = described.loaded.header
-            small = header.pixels <= self.small_pixels
-            if small and pillow.can_render(header, pipeline.config):
-                return SMALL_LANE
-            return LARGE_LANE
+    def _lane(self, pipeline: Pipeline, workers: int, engine: str, batch: int) -> _Lane:
+        timeout = self.time_limit * batch if self.time_limit else None
+        pool = WorkerPool(
+            workers,
+            process_batch_in_worker,
+            initializer=start_lane_worker,
+            initargs=(pipeline, engine),
+            task_timeout=timeout,
+            name=f"{engine}-lane",
+        )
+        return _Lane(pool, batch)
 
-        return lanes, route
+    def _fill(
+        self, feeder: Feeder, lanes: tuple[_Lane, _Lane], pipeline: Pipeline
+    ) -> None:
+        small, large = lanes
+        while not small.full and not large.full:
+            source = feeder.admit()
+            if source is None:
+                return
+            lane = small if self.is_small(source, pipeline) else large
+            lane.backlog.append(source)
+
+    def _submit(self, lane: _Lane, more_coming: bool) -> None:
+        # A partial batch goes out only when no more sources are ready, so
+        # batching never delays an image that could start now.
+        while lane.pool.idle() and lane.backlog:
+            if len(lane.backlog) < lane.batch_size and more_coming:
+                return
+            batch = lane.backlog[: lane.batch_size]
+            del lane.backlog[: lane.batch_size]
+            self._batches += 1
+            lane.pool.submit(self._batches, batch)
+            lane.running[self._batches] = batch
+
+    def _wait(self, lanes: tuple[_Lane, ...]) -> None:
+        watched: list[Any] = []
+        timeout = POLL_SECONDS
+        for lane in lanes:
+            watched += lane.pool.waitables()
+            remaining = lane.pool.seconds_to_deadline()
+            if remaining is not None:
+                timeout = min(timeout, remaining)
+        wait(watched, timeout)
+
+    def run(
+        self, pipeline: Pipeline, sources: Iterable[Source], control: RunControl
+    ) -> Iterator[ImageResult]:
+        feeder = Feeder(sources, control)
+        lanes = (
+            self._lane(pipeline, self.workers, "pillow", self.batch_size),
+            self._lane(pipeline, self.large_workers, "vips", 1),
+        )
+        try:
+            while not control.abandoned:
+                self._fill(feeder, lanes, pipeline)
+                more_coming = not feeder.drained and not any(
+                    lane.full for lane in lanes
+                )
+                for lane in lanes:
+                    self._submit(lane, more_coming)
+                if feeder.finished:
+                    return
+                self._wait(lanes)
+                for lane in lanes:
+                    for completion in lane.pool.poll(0):
+                        batch = lane.running.pop(completion.task_id)
+                        for result in self._results(batch, completion):
+                            feeder.complete(result.source)
+                            yield result
+        finally:
+            for lane in lanes:
+                if control.abandoned:
+                    lane.pool.terminate()
+                else:
+                    lane.pool.close()
+
+    @staticmethod
+    def _results(batch: list[Source], completion: Any) -> list[ImageResult]:
+        if completion.outcome is Outcome.OK:
+            results: list[ImageResult] = completion.value
+            return results
+        # The whole batch shared the lost or timed-out worker.
+        return [result_of(source, completion) for source in batch]

@@ -208,16 +208,20 @@ class _Dispatcher:
         return spec.batch_size * spec.workers
 
     def _fill(self) -> None:
-        """Move described images from the render queue into lane backlogs."""
-        while True:
+        """Move described images from the render queue into lane backlogs.
+
+        Stops while any backlog is full: the next image's lane is unknown
+        until it is taken, and a full backlog must not grow.
+        """
+        while all(
+            len(backlog) < self._capacity(lane)
+            for lane, backlog in enumerate(self.pending)
+        ):
             wait = 0.0 if self._busy() else POLL_SECONDS
             described = _get(self.stages.to_render, wait) if wait else self._take()
             if described is None:
                 return
-            lane = self.stages.route(described)
-            self.pending[lane].append(described)
-            if len(self.pending[lane]) >= self._capacity(lane):
-                return
+            self.pending[self.stages.route(described)].append(described)
 
     def _take(self) -> Described | None:
         try:

@@ -85,6 +85,23 @@ def plan_variants(config: PipelineConfig, width: int, height: int) -> list[Varia
     ]
 
 
+def encoding_key(plan: VariantPlan) -> tuple[object, ...]:
+    """Identify the encoded output of a plan, apart from its name.
+
+    Two plans with equal keys produce identical files, so an engine may
+    encode them once.
+    """
+    variant = plan.variant
+    return (
+        plan.resize,
+        plan.crop,
+        variant.format,
+        variant.quality,
+        variant.progressive,
+        variant.effort,
+    )
+
+
 def base_size(plans: list[VariantPlan], width: int, height: int) -> tuple[int, int]:
     """Smallest decode size, aspect kept, from which every plan downsamples.
 

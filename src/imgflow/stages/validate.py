@@ -247,7 +247,26 @@ def read_header(data: bytes, fmt: str) -> Header:
             f"{fmt} header could not be parsed: {detail[-1] if detail else 'unknown'}",
             stage=STAGE,
         ) from None
+    return _header_of(image, fmt)
 
+
+def peek_header(path: str) -> Header | None:
+    """Read the header of a file on disk, or None if it is not a readable image.
+
+    Reads the signature and the header segments only, for routing; the
+    full validation still happens when the image is processed.
+    """
+    try:
+        with open(path, "rb") as handle:
+            fmt = sniff_format(handle.read(256))
+        if fmt is None:
+            return None
+        return _header_of(pyvips.Image.new_from_file(path, access="sequential"), fmt)
+    except (OSError, pyvips.Error):
+        return None
+
+
+def _header_of(image: pyvips.Image, fmt: str) -> Header:
     pages = int(image.get("n-pages")) if image.get_typeof("n-pages") else 1
     height = image.height
     if image.get_typeof("page-height"):
