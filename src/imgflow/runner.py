@@ -207,8 +207,13 @@ def execute(
             if on_result is not None:
                 on_result(result)
     except KeyboardInterrupt:
+        control.request_stop()
+        control.request_stop()
         log.warning("run %d abandoned: in-flight images were not finished", run_id)
     finally:
+        if control.abandoned:
+            # Workers ended mid-write leave their temporary files behind.
+            _remove_stale_temporaries(request.out_dir)
         seconds = time.perf_counter() - started
         results.sort(key=lambda r: r.source.index)
         counts = dict(Counter(r.status.value for r in results))

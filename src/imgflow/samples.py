@@ -1,21 +1,20 @@
 """Generate deterministic sample camera photos for the demo, the tests and benchmarks.
 
-Each sample is a JPEG that costs what a camera photo costs to process, made only
-from files already installed on the machine:
+Each sample is a JPEG meant to cost about what a camera photo costs to process,
+made only from files already installed on the machine:
 
 - The scene is a mosaic of one to four crops of the natural colour photographs
   that the scikit-image wheel ships in its ``skimage/data`` folder. These are an
   astronaut, a cat, a coffee cup, a rocket, a motorcycle, a retina and a Hubble
   deep field. They are read straight from that folder, so nothing is fetched over
-  the network. Real
-  content makes resampling and JPEG coding behave as they do on real photos, where
-  flat synthetic patterns would compress and resize unrealistically fast.
+  the network. Real content makes JPEG coding cost what it costs on real photos,
+  where flat synthetic patterns would compress unrealistically well.
 - The crops are upscaled to a 4:3 frame of the requested size (12 MP gives
   4000x3000, 0.3 MP gives 640x480) and get a per-shot exposure and white-balance
   cast.
 - Film grain (seeded Gaussian noise per colour channel, stronger at higher ISO)
-  restores the fine detail that upscaling removes, so a 12 MP file at JPEG quality
-  90 weighs about 1.7-3.7 MB (seed 0, photos 1-24) and decodes like a camera file.
+  restores the fine detail that upscaling removes. With it, a 12 MP file at JPEG
+  quality 90 weighs about 1.7-3.7 MB (seed 0, photos 1-24).
 - Camera EXIF written with Pillow: Make, Model, LensModel, DateTime,
   DateTimeOriginal, ExposureTime, FNumber, ISOSpeedRatings and FocalLength.
   Photo numbers 1, 4, 7, ... (one in three) also carry GPS latitude, longitude and

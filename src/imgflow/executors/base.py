@@ -11,6 +11,7 @@ positions past the oldest unfinished one, so the reorder buffer is bounded.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
@@ -80,16 +81,21 @@ class Feeder:
         With `wait`, block up to that many seconds for the ordering window
         to open before giving up.
         """
+        deadline = time.monotonic() + wait
         with self._lock:
-            if self._control.stopping:
-                return None
-            source = self._peek()
-            if source is None:
-                return None
-            if self._blocked_by_window(source):
-                self._room.wait(wait)
-                if self._control.stopping or self._blocked_by_window(source):
+            while True:
+                if self._control.stopping:
                     return None
+                # Peek again after every wait: another thread may have taken it.
+                source = self._peek()
+                if source is None:
+                    return None
+                if not self._blocked_by_window(source):
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._room.wait(remaining)
             self._next = None
             self._in_flight.add(source.index)
             return source
