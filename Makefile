@@ -19,7 +19,7 @@ demo: $(STAMP)
 	@echo "Variants, sidecars and catalog: $(DEMO_OUT)  (report: $(DEMO_OUT)/report.json)"
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests $(wildcard benchmarks)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
 
