@@ -180,6 +180,11 @@ def _problems_table(summary: RunSummary) -> Table | None:
     help="Bound of each queue between stages in pipelined mode.",
 )
 @click.option(
+    "--redo",
+    is_flag=True,
+    help="Process every input again, even those an earlier run finished.",
+)
+@click.option(
     "--ordered",
     is_flag=True,
     help="Record results in input order (catalog and report).",
@@ -206,6 +211,7 @@ def run(
     exclude: tuple[str, ...],
     list_files: tuple[str, ...],
     queue_size: int,
+    redo: bool,
     ordered: bool,
     time_limit: float | None,
     quiet: bool,
@@ -236,6 +242,7 @@ def run(
             ordered=ordered,
             time_limit=time_limit,
             queue_size=queue_size,
+            redo=redo,
         )
         sources, issues = collect_sources(request)
         summary = _execute_with_progress(request, sources, issues, quiet=quiet)
@@ -245,7 +252,18 @@ def run(
         stderr.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(ExitCode.USAGE)
 
-    if not quiet:
+    if not quiet and summary.skipped and not summary.results:
+        stdout.print(
+            f"Nothing to do: all {len(summary.skipped)} images were finished by an "
+            "earlier run with this configuration (use --redo to process them again).",
+            highlight=False,
+        )
+    elif not quiet:
+        if summary.skipped:
+            stdout.print(
+                f"{len(summary.skipped)} images finished by an earlier run were skipped.",
+                highlight=False,
+            )
         stdout.print(_summary_table(summary))
         problems = _problems_table(summary)
         if problems is not None:
@@ -309,7 +327,14 @@ def _execute_with_bar(
             rate = f"{completed / elapsed:.1f}/s" if elapsed > 0 else ""
             progress.update(task, advance=1, rate=rate)
 
-        return execute(request, sources, issues, on_result=advance, control=control)
+        return execute(
+            request,
+            sources,
+            issues,
+            on_result=advance,
+            on_start=lambda total: progress.update(task, total=total),
+            control=control,
+        )
 
 
 @main.command()

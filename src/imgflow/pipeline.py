@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,7 @@ def failure(
             stage=stage,
             reason=Reason.INTERNAL_ERROR,
             message=f"{type(exc).__name__}: {exc}",
+            traceback="".join(traceback.format_exception(exc)),
         )
     result.seconds = time.perf_counter() - started
     return result

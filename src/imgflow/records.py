@@ -18,6 +18,8 @@ class Source:
 
     index: int
     path: str
+    size: int = -1
+    mtime_ns: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,8 @@ class ImageResult:
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     engine: str | None = None
+    attempts: int = 1
+    traceback: str | None = None
 
     def to_report(self) -> dict[str, Any]:
         """Return the JSON form used by the run report."""
@@ -97,6 +101,7 @@ class ImageResult:
             },
             "warnings": list(self.warnings),
             "engine": self.engine,
+            "attempts": self.attempts,
             "seconds": round(self.seconds, 4),
         }
 

@@ -13,11 +13,12 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from imgflow.catalog import RunInfo, SQLiteCatalog
+from imgflow.catalog.sqlite import IN_PROGRESS, PENDING
 from imgflow.config import PipelineConfig
 from imgflow.errors import Status
 from imgflow.executors import make_executor
@@ -47,6 +48,15 @@ class RunRequest:
     order_window: int = 32
     time_limit: float | None = None
     queue_size: int = 8
+    redo: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A source a previous run into the same folder already finished."""
+
+    path: str
+    status: str
 
 
 @dataclass(slots=True)
@@ -61,11 +71,14 @@ class RunSummary:
     counts: dict[str, int] = field(default_factory=dict)
     not_processed: list[Source] = field(default_factory=list)
     mode_reason: str | None = None
+    skipped: list[Skipped] = field(default_factory=list)
 
     @property
     def all_done(self) -> bool:
+        """True when every input is done, in this run or an earlier one."""
         done = self.counts.get(Status.DONE.value, 0)
-        return done == len(self.results) and not self.not_processed
+        earlier = all(item.status == Status.DONE.value for item in self.skipped)
+        return done == len(self.results) and not self.not_processed and earlier
 
     @property
     def images_per_second(self) -> float:
@@ -90,6 +103,7 @@ class RunSummary:
                 "rejected": self.counts.get("rejected", 0),
                 "failed": self.counts.get("failed", 0),
                 "not_processed": len(self.not_processed),
+                "skipped": len(self.skipped),
                 "seconds": round(self.seconds, 3),
                 "images_per_second": round(self.images_per_second, 3),
                 "p50_seconds": _round(self.latency(0.50)),
@@ -98,6 +112,7 @@ class RunSummary:
             "images": [result.to_report() for result in self.results],
             "issues": [{"path": i.path, "message": i.message} for i in self.issues],
             "not_processed": [source.path for source in self.not_processed],
+            "skipped": [{"source": i.path, "status": i.status} for i in self.skipped],
         }
 
 
@@ -117,8 +132,44 @@ def collect_sources(request: RunRequest) -> tuple[list[Source], list[IngestIssue
             log.warning("skipped %s: %s", item.path, item.message)
             issues.append(item)
         else:
-            sources.append(Source(index=len(sources), path=os.path.abspath(item)))
+            sources.append(_source(len(sources), os.path.abspath(item)))
     return sources, issues
+
+
+def _source(index: int, path: str) -> Source:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return Source(index=index, path=path)
+    return Source(index=index, path=path, size=info.st_size, mtime_ns=info.st_mtime_ns)
+
+
+def split_finished(
+    sources: list[Source], catalog: SQLiteCatalog, config_sha256: str, out_dir: Path
+) -> tuple[list[Source], list[Skipped]]:
+    """Separate sources a previous run finished from those still to run.
+
+    A source counts as finished when the catalog has a final state for it
+    under the same config, the file's size and modification time are
+    unchanged, and every variant of a done image is still on disk. The
+    sources to run are numbered afresh from 0, in input order.
+    """
+    finished = catalog.completed(config_sha256)
+    to_run: list[Source] = []
+    skipped: list[Skipped] = []
+    for source in sources:
+        row = finished.get(source.path)
+        unchanged = (
+            row is not None
+            and row["source_size"] == source.size
+            and row["source_mtime_ns"] == source.mtime_ns
+            and all((out_dir / path).is_file() for path in row["variants"])
+        )
+        if row is not None and unchanged:
+            skipped.append(Skipped(source.path, row["status"]))
+        else:
+            to_run.append(replace(source, index=len(to_run)))
+    return to_run, skipped
 
 
 def in_input_order(
@@ -154,6 +205,7 @@ def execute(
     issues: list[IngestIssue],
     *,
     on_result: Callable[[ImageResult], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
     control: RunControl | None = None,
 ) -> RunSummary:
     """Run the pipeline over `sources` and record each outcome in the catalog.
@@ -169,6 +221,17 @@ def execute(
             max_ahead=request.order_window if request.ordered else None
         )
     pipeline = Pipeline(request.config, request.out_dir)
+    config_sha256 = request.config.digest()
+    catalog = SQLiteCatalog(layout.catalog)
+    skipped: list[Skipped] = []
+    if not request.redo:
+        sources, skipped = split_finished(
+            sources, catalog, config_sha256, request.out_dir
+        )
+        if skipped:
+            log.info(
+                "%d images already finished with this config; skipped", len(skipped)
+            )
     mode, mode_reason = request.mode, None
     if mode == "auto":
         choice = choose_mode(
@@ -176,16 +239,23 @@ def execute(
         )
         mode, mode_reason = choice.mode, choice.reason
         log.info("mode %s chosen: %s", mode, mode_reason)
-    executor = make_executor(mode, request.workers, time_limit=request.time_limit)
-    catalog = SQLiteCatalog(layout.catalog)
+    executor = make_executor(
+        mode,
+        request.workers,
+        time_limit=request.time_limit,
+        queue_size=request.queue_size,
+    )
     run_id = catalog.start_run(
         RunInfo(
             mode=executor.name,
             workers=executor.workers,
-            config_sha256=request.config.digest(),
+            config_sha256=config_sha256,
             inputs=list(request.inputs),
         )
     )
+    catalog.mark(PENDING, sources)
+    if on_start is not None:
+        on_start(len(sources))
     log.info(
         "run %d started: %d images, mode %s, %d workers, output %s",
         run_id,
@@ -201,6 +271,7 @@ def execute(
         stream = in_input_order(stream)
     try:
         for result in stream:
+            catalog.mark(IN_PROGRESS, control.take_started())
             catalog.record(run_id, result)
             results.append(result)
             _log_outcome(result)
@@ -230,6 +301,7 @@ def execute(
         counts=counts,
         not_processed=[s for s in sources if s.index not in finished],
         mode_reason=mode_reason,
+        skipped=skipped,
     )
     log.info(
         "run %d finished in %.1f s: %s%s",

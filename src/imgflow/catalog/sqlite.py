@@ -11,7 +11,7 @@ from typing import Any
 
 from imgflow.catalog.base import RunInfo
 from imgflow.errors import Status
-from imgflow.records import ImageResult
+from imgflow.records import ImageResult, Source
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -29,6 +29,9 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE TABLE IF NOT EXISTS images (
     source TEXT PRIMARY KEY,
     status TEXT NOT NULL,
+    source_size INTEGER,
+    source_mtime_ns INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
     key TEXT,
     sha256 TEXT,
     format TEXT,
@@ -62,10 +65,23 @@ CREATE TABLE IF NOT EXISTS rejections (
     stage TEXT,
     reason TEXT NOT NULL,
     message TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    traceback TEXT,
     run_id INTEGER REFERENCES runs(id),
     updated_at TEXT NOT NULL
 );
 """
+
+# Journal states of an image in the catalog. A failed image that has used
+# up its attempts is "dead": it sits in the dead-letter queue.
+PENDING = "pending"
+IN_PROGRESS = "in_progress"
+DONE = "done"
+REJECTED = "rejected"
+DEAD = "dead"
+FINAL_STATES = (DONE, REJECTED)
+
+_STATE_OF = {Status.DONE: DONE, Status.REJECTED: REJECTED, Status.FAILED: DEAD}
 
 
 def _now() -> str:
@@ -73,14 +89,15 @@ def _now() -> str:
 
 
 class SQLiteCatalog:
-    """Catalog in one SQLite file; commits in batches for speed.
+    """Catalog in one SQLite file, which is also the run's journal.
 
-    A batch is committed every `commit_every` records or `commit_seconds`,
-    whichever comes first, and at the end of a run.
+    Each outcome is committed as it is recorded (WAL mode, so a commit costs
+    tens of microseconds), so a killed run loses no finished image. Larger
+    `commit_every` or `commit_seconds` batch commits instead.
     """
 
     def __init__(
-        self, path: Path, *, commit_every: int = 200, commit_seconds: float = 1.0
+        self, path: Path, *, commit_every: int = 1, commit_seconds: float = 1.0
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.connection = sqlite3.connect(path, isolation_level=None)
@@ -126,11 +143,14 @@ class SQLiteCatalog:
         self.connection.execute("DELETE FROM variants WHERE source = ?", (source,))
         self.connection.execute("DELETE FROM rejections WHERE source = ?", (source,))
         self.connection.execute(
-            "INSERT INTO images (source, status, key, sha256, format, width, height, "
+            "INSERT INTO images (source, status, source_size, source_mtime_ns, "
+            "attempts, key, sha256, format, width, height, "
             "display_width, display_height, bands, bit_depth, metadata, warnings, "
             "config_sha256, run_id, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (source) DO UPDATE SET status = excluded.status, "
+            "source_size = excluded.source_size, "
+            "source_mtime_ns = excluded.source_mtime_ns, attempts = excluded.attempts, "
             "key = excluded.key, sha256 = excluded.sha256, format = excluded.format, "
             "width = excluded.width, height = excluded.height, "
             "display_width = excluded.display_width, "
@@ -140,7 +160,10 @@ class SQLiteCatalog:
             "run_id = excluded.run_id, updated_at = excluded.updated_at",
             (
                 source,
-                result.status.value,
+                _STATE_OF[result.status],
+                result.source.size,
+                result.source.mtime_ns,
+                result.attempts,
                 result.key,
                 result.sha256,
                 meta.get("format"),
@@ -179,13 +202,16 @@ class SQLiteCatalog:
             assert result.reason is not None
             self.connection.execute(
                 "INSERT INTO rejections (source, status, stage, reason, message, "
-                "run_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "attempts, traceback, run_id, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     source,
                     result.status.value,
                     result.stage,
                     result.reason.value,
                     result.message or "",
+                    result.attempts,
+                    result.traceback,
                     run_id,
                     now,
                 ),
@@ -206,6 +232,59 @@ class SQLiteCatalog:
             ),
         )
         self._maybe_commit(force=True)
+
+    def mark(self, state: str, sources: list[Source]) -> None:
+        """Record `state` (pending or in progress) for sources about to run.
+
+        Committed at once, so a run killed from here on leaves a journal
+        that names every image it had not finished.
+        """
+        self._begin()
+        now = _now()
+        self.connection.executemany(
+            "INSERT INTO images (source, status, source_size, source_mtime_ns, "
+            "config_sha256, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (source) DO UPDATE SET status = excluded.status, "
+            "updated_at = excluded.updated_at",
+            [
+                (s.path, state, s.size, s.mtime_ns, self._config_sha256, now)
+                for s in sources
+            ],
+        )
+        self._maybe_commit(force=state == PENDING)
+
+    def completed(self, config_sha256: str) -> dict[str, dict[str, Any]]:
+        """Return the final rows made with this config, keyed by source path.
+
+        Each row has the status, the source's size and modification time
+        when it was processed, and the paths of its variants.
+        """
+        rows = self.connection.execute(
+            "SELECT source, status, source_size, source_mtime_ns FROM images "
+            "WHERE config_sha256 = ? AND status IN (?, ?)",
+            (config_sha256, *FINAL_STATES),
+        )
+        found = {row["source"]: dict(row) | {"variants": []} for row in rows}
+        for row in self.connection.execute("SELECT source, path FROM variants"):
+            if row["source"] in found:
+                found[row["source"]]["variants"].append(row["path"])
+        return found
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """Return the images in the dead-letter queue, oldest first."""
+        return self._rows(
+            "SELECT r.* FROM rejections r JOIN images i ON i.source = r.source "
+            f"WHERE i.status = '{DEAD}' ORDER BY r.updated_at, r.source"
+        )
+
+    def purge(self, sources: list[str]) -> int:
+        """Remove images from the catalog (and the dead-letter queue)."""
+        self._begin()
+        cursor = self.connection.executemany(
+            "DELETE FROM images WHERE source = ?", [(s,) for s in sources]
+        )
+        self._maybe_commit(force=True)
+        return cursor.rowcount
 
     def _rows(self, sql: str) -> list[dict[str, Any]]:
         return [dict(row) for row in self.connection.execute(sql)]

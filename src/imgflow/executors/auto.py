@@ -48,7 +48,8 @@ def choose_mode(sources: list[Source], config: PipelineConfig, workers: int) -> 
     if len(sources) < MIN_IMAGES_FOR_WORKERS:
         return Choice(
             "sequential",
-            f"{len(sources)} images: fewer than {MIN_IMAGES_FOR_WORKERS}, "
+            f"{len(sources)} image{'s' if len(sources) != 1 else ''}: "
+            f"fewer than {MIN_IMAGES_FOR_WORKERS}, "
             "worker start-up would cost more than it saves",
         )
     sample = _sample(sources, SAMPLE_SIZE)

@@ -10,6 +10,7 @@ positions past the oldest unfinished one, so the reorder buffer is bounded.
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -32,6 +33,18 @@ class RunControl:
         self.max_ahead = max_ahead
         self._stop = threading.Event()
         self._abandon = threading.Event()
+        self._started: collections.deque[Source] = collections.deque()
+
+    def note_started(self, source: Source) -> None:
+        """Remember that a source entered the pipeline (thread-safe)."""
+        self._started.append(source)
+
+    def take_started(self) -> list[Source]:
+        """Return and forget the sources started since the last call."""
+        taken = []
+        while self._started:
+            taken.append(self._started.popleft())
+        return taken
 
     def request_stop(self) -> None:
         if self._stop.is_set():
@@ -98,6 +111,7 @@ class Feeder:
                 self._room.wait(remaining)
             self._next = None
             self._in_flight.add(source.index)
+            self._control.note_started(source)
             return source
 
     def complete(self, source: Source) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from imgflow.engines import vips
-from imgflow.executors.base import RunControl
+from imgflow.executors.base import Feeder, RunControl
 from imgflow.pipeline import Pipeline
 from imgflow.records import ImageResult, Source
 
@@ -22,7 +22,8 @@ class SequentialExecutor:
         self, pipeline: Pipeline, sources: Iterable[Source], control: RunControl
     ) -> Iterator[ImageResult]:
         vips.configure_worker(threads=None)
-        for source in sources:
-            if control.stopping:
-                return
-            yield pipeline.process(source)
+        feeder = Feeder(sources, control)
+        while (source := feeder.admit()) is not None:
+            result = pipeline.process(source)
+            feeder.complete(source)
+            yield result
