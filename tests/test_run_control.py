@@ -10,6 +10,7 @@ from PIL import Image
 
 from conftest import jpeg_bytes, quadrant_pixels
 from imgflow.config import PipelineConfig, parse_config
+from imgflow.errors import Status
 from imgflow.executors import RunControl, make_executor
 from imgflow.executors.auto import choose_mode
 from imgflow.executors.base import Feeder
@@ -68,6 +69,10 @@ def test_ordered_commits_in_input_order(
     assert summary.counts == {"done": 11}
 
 
+def _done(source: Source) -> ImageResult:
+    return ImageResult(source=source, status=Status.DONE)
+
+
 def test_feeder_window_bounds_reorder_buffer() -> None:
     """No source starts more than max_ahead places past the oldest unfinished one."""
     sources = [Source(index, f"/x/{index}") for index in range(10)]
@@ -75,9 +80,9 @@ def test_feeder_window_bounds_reorder_buffer() -> None:
     admitted = [feeder.admit() for _ in range(3)]
     assert [s.index for s in admitted if s] == [0, 1, 2]
     assert feeder.admit() is None
-    feeder.complete(sources[1])
+    feeder.complete(_done(sources[1]))
     assert feeder.admit() is None
-    feeder.complete(sources[0])
+    feeder.complete(_done(sources[0]))
     assert feeder.admit() == sources[3]
     assert feeder.admit() == sources[4]
     assert feeder.admit() is None

@@ -180,6 +180,21 @@ def _problems_table(summary: RunSummary) -> Table | None:
     help="Bound of each queue between stages in pipelined mode.",
 )
 @click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Retries of an image whose failure may pass (I/O, lost worker, time limit).",
+)
+@click.option(
+    "--retry-delay",
+    type=click.FloatRange(min=0),
+    default=0.5,
+    show_default=True,
+    metavar="SECONDS",
+    help="Base of the exponential backoff between retries.",
+)
+@click.option(
     "--redo",
     is_flag=True,
     help="Process every input again, even those an earlier run finished.",
@@ -211,6 +226,8 @@ def run(
     exclude: tuple[str, ...],
     list_files: tuple[str, ...],
     queue_size: int,
+    retries: int,
+    retry_delay: float,
     redo: bool,
     ordered: bool,
     time_limit: float | None,
@@ -243,6 +260,8 @@ def run(
             time_limit=time_limit,
             queue_size=queue_size,
             redo=redo,
+            retries=retries,
+            retry_delay=retry_delay,
         )
         sources, issues = collect_sources(request)
         summary = _execute_with_progress(request, sources, issues, quiet=quiet)
@@ -298,7 +317,7 @@ def _stop_on_signals(control: RunControl) -> Iterator[None]:
 def _execute_with_progress(
     request: RunRequest, sources: list, issues: list, *, quiet: bool
 ) -> RunSummary:
-    control = RunControl(max_ahead=request.order_window if request.ordered else None)
+    control = request.control()
     with _stop_on_signals(control):
         if quiet or not sources:
             return execute(request, sources, issues, control=control)

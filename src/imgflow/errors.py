@@ -31,6 +31,7 @@ class Reason(enum.StrEnum):
     DECODE_FAILED = "decode_failed"
     ENCODE_FAILED = "encode_failed"
     WRITE_FAILED = "write_failed"
+    IO_ERROR = "io_error"
     WORKER_LOST = "worker_lost"
     TIMED_OUT = "timed_out"
     INTERNAL_ERROR = "internal_error"
@@ -68,10 +69,25 @@ REASON_STATUS: dict[Reason, Status] = {
     Reason.DECODE_FAILED: Status.REJECTED,
     Reason.ENCODE_FAILED: Status.FAILED,
     Reason.WRITE_FAILED: Status.FAILED,
+    Reason.IO_ERROR: Status.FAILED,
     Reason.WORKER_LOST: Status.FAILED,
     Reason.TIMED_OUT: Status.FAILED,
     Reason.INTERNAL_ERROR: Status.FAILED,
 }
+
+
+# Failures that may pass on another attempt: I/O, a lost worker, a time
+# limit. Rejections are deterministic and never retried.
+RETRYABLE = frozenset(
+    {
+        Reason.UNREADABLE,
+        Reason.SOURCE_CHANGED,
+        Reason.WRITE_FAILED,
+        Reason.IO_ERROR,
+        Reason.WORKER_LOST,
+        Reason.TIMED_OUT,
+    }
+)
 
 
 class ImgflowError(Exception):

@@ -67,6 +67,16 @@ def failure(
             reason=exc.reason,
             message=exc.message,
         )
+    elif isinstance(exc, OSError):
+        # An environment fault that no stage wrapped: worth another attempt.
+        log.warning("I/O error in stage %s for %s: %s", stage, source.path, exc)
+        result = ImageResult(
+            source=source,
+            status=Status.FAILED,
+            stage=stage,
+            reason=Reason.IO_ERROR,
+            message=f"{stage} failed: {exc.strerror or exc}",
+        )
     else:
         log.error(
             "unexpected error in stage %s for %s", stage, source.path, exc_info=exc

@@ -23,7 +23,7 @@ from imgflow.config import PipelineConfig
 from imgflow.errors import Status
 from imgflow.executors import make_executor
 from imgflow.executors.auto import choose_mode
-from imgflow.executors.base import RunControl
+from imgflow.executors.base import RetryPolicy, RunControl
 from imgflow.executors.parallel import default_workers
 from imgflow.pipeline import Pipeline
 from imgflow.records import ImageResult, Source
@@ -49,6 +49,15 @@ class RunRequest:
     time_limit: float | None = None
     queue_size: int = 8
     redo: bool = False
+    retries: int = 2
+    retry_delay: float = 0.5
+
+    def control(self) -> RunControl:
+        """Build the run control that these options ask for."""
+        return RunControl(
+            max_ahead=self.order_window if self.ordered else None,
+            retry=RetryPolicy(attempts=self.retries + 1, base_delay=self.retry_delay),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +216,7 @@ def execute(
     on_result: Callable[[ImageResult], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     control: RunControl | None = None,
+    pipeline: Pipeline | None = None,
 ) -> RunSummary:
     """Run the pipeline over `sources` and record each outcome in the catalog.
 
@@ -217,10 +227,9 @@ def execute(
     request.out_dir.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(request.out_dir)
     if control is None:
-        control = RunControl(
-            max_ahead=request.order_window if request.ordered else None
-        )
-    pipeline = Pipeline(request.config, request.out_dir)
+        control = request.control()
+    if pipeline is None:
+        pipeline = Pipeline(request.config, request.out_dir)
     config_sha256 = request.config.digest()
     catalog = SQLiteCatalog(layout.catalog)
     skipped: list[Skipped] = []

@@ -11,13 +11,45 @@ positions past the oldest unfinished one, so the reorder buffer is bounded.
 from __future__ import annotations
 
 import collections
+import heapq
+import logging
+import math
+import random
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
+from imgflow.errors import RETRYABLE
 from imgflow.pipeline import Pipeline
 from imgflow.records import ImageResult, Source
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how soon a failure that may pass is tried again.
+
+    The delay before retry n (1-based) is drawn uniformly from
+    [0, min(max_delay, base_delay * 2 ** (n - 1))]: exponential backoff with
+    full jitter, so workers that failed together do not retry together.
+    """
+
+    attempts: int = 3
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"attempts must be at least 1, got {self.attempts}")
+        if self.base_delay < 0 or self.max_delay < 0:
+            raise ValueError("retry delays must not be negative")
+
+    def delay(self, attempt: int) -> float:
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return random.uniform(0, ceiling)
 
 
 class RunControl:
@@ -27,10 +59,13 @@ class RunControl:
     finish; the second abandons them.
     """
 
-    def __init__(self, *, max_ahead: int | None = None) -> None:
+    def __init__(
+        self, *, max_ahead: int | None = None, retry: RetryPolicy | None = None
+    ) -> None:
         if max_ahead is not None and max_ahead < 1:
             raise ValueError(f"max_ahead must be at least 1, got {max_ahead}")
         self.max_ahead = max_ahead
+        self.retry = retry or RetryPolicy()
         self._stop = threading.Event()
         self._abandon = threading.Event()
         self._started: collections.deque[Source] = collections.deque()
@@ -63,6 +98,12 @@ class RunControl:
 class Feeder:
     """Hands out sources one at a time, within the limits of a `RunControl`.
 
+    It also schedules retries: `complete` takes a result, and when the
+    retry policy says the failure may pass, holds the source back for a
+    backoff delay and hands it out again instead of letting the result
+    through. A source waiting for a retry stays in flight, so the ordering
+    window and the end of the run wait for it.
+
     Thread-safe: pipelined executors admit from one thread and complete
     from another.
     """
@@ -75,6 +116,8 @@ class Feeder:
         self._next: Source | None = None
         self._exhausted = False
         self._in_flight: set[int] = set()
+        self._attempts: dict[int, int] = {}
+        self._retries: list[tuple[float, int, Source]] = []
 
     def _peek(self) -> Source | None:
         if self._next is None and not self._exhausted:
@@ -88,42 +131,95 @@ class Feeder:
             return False
         return source.index >= min(self._in_flight) + limit
 
+    def _due_retry(self) -> Source | None:
+        if self._retries and self._retries[0][0] <= time.monotonic():
+            return heapq.heappop(self._retries)[2]
+        return None
+
+    def _take(self) -> tuple[Source | None, float]:
+        """Return a source that may start now, or None and how long to wait."""
+        retry = self._due_retry()
+        if retry is not None:
+            return retry, 0.0
+        pause = self._retries[0][0] - time.monotonic() if self._retries else math.inf
+        source = self._peek()
+        if source is None or self._blocked_by_window(source):
+            return None, pause
+        self._next = None
+        self._in_flight.add(source.index)
+        return source, 0.0
+
     def admit(self, wait: float = 0.0) -> Source | None:
         """Return the next source if one may start now, else None.
 
         With `wait`, block up to that many seconds for the ordering window
-        to open before giving up.
+        to open or a retry to fall due before giving up.
         """
         deadline = time.monotonic() + wait
         with self._lock:
             while True:
                 if self._control.stopping:
+                    self._drop_retries()
                     return None
-                # Peek again after every wait: another thread may have taken it.
-                source = self._peek()
-                if source is None:
-                    return None
-                if not self._blocked_by_window(source):
-                    break
+                # Look again after every wait: another thread may have taken it.
+                source, pause = self._take()
+                if source is not None:
+                    self._attempts[source.index] = (
+                        self._attempts.get(source.index, 0) + 1
+                    )
+                    self._control.note_started(source)
+                    return source
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
-                self._room.wait(remaining)
-            self._next = None
-            self._in_flight.add(source.index)
-            self._control.note_started(source)
-            return source
+                self._room.wait(min(remaining, max(pause, 0.0)))
 
-    def complete(self, source: Source) -> None:
+    def complete(self, result: ImageResult) -> bool:
+        """Finish a source's attempt; return False when it will be retried.
+
+        The result's `attempts` is set to the number of attempts made.
+        """
+        source = result.source
         with self._lock:
-            self._in_flight.discard(source.index)
+            attempts = self._attempts.get(source.index, 1)
+            result.attempts = attempts
+            policy = self._control.retry
+            retry = (
+                not self._control.stopping
+                and result.reason in RETRYABLE
+                and attempts < policy.attempts
+            )
+            if retry:
+                delay = policy.delay(attempts)
+                log.warning(
+                    "%s failed at %s (%s), attempt %d of %d; retrying in %.1f s",
+                    source.path,
+                    result.stage,
+                    result.message,
+                    attempts,
+                    policy.attempts,
+                    delay,
+                )
+                heapq.heappush(
+                    self._retries, (time.monotonic() + delay, source.index, source)
+                )
+            else:
+                self._in_flight.discard(source.index)
+                self._attempts.pop(source.index, None)
             self._room.notify_all()
+            return not retry
+
+    def _drop_retries(self) -> None:
+        for _, index, _source in self._retries:
+            self._in_flight.discard(index)
+        self._retries.clear()
 
     @property
     def drained(self) -> bool:
         """True when no further source will ever be admitted."""
         with self._lock:
-            return self._control.stopping or self._peek() is None
+            no_more = self._control.stopping or self._peek() is None
+            return no_more and not self._retries
 
     @property
     def in_flight(self) -> int:
@@ -134,6 +230,8 @@ class Feeder:
     def finished(self) -> bool:
         """True when no source is left to admit and none is in flight."""
         with self._lock:
+            if self._control.stopping:
+                self._drop_retries()
             no_more = self._control.stopping or (self._peek() is None)
             return no_more and not self._in_flight
 

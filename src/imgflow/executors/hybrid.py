@@ -55,6 +55,9 @@ class _Lane:
     batch_size: int
     backlog: list[Source] = field(default_factory=list)
     running: dict[int, list[Source]] = field(default_factory=dict)
+    # Members of a batch whose worker died, re-run one by one so that only
+    # the image that kills its worker is charged an attempt.
+    solo: list[Source] = field(default_factory=list)
 
     @property
     def full(self) -> bool:
@@ -115,6 +118,8 @@ class HybridExecutor:
             lane.backlog.append(source)
 
     def _submit(self, lane: _Lane, more_coming: bool) -> None:
+        while lane.pool.idle() and lane.solo:
+            self._send(lane, [lane.solo.pop(0)])
         # A partial batch goes out only when no more sources are ready, so
         # batching never delays an image that could start now.
         while lane.pool.idle() and lane.backlog:
@@ -122,9 +127,12 @@ class HybridExecutor:
                 return
             batch = lane.backlog[: lane.batch_size]
             del lane.backlog[: lane.batch_size]
-            self._batches += 1
-            lane.pool.submit(self._batches, batch)
-            lane.running[self._batches] = batch
+            self._send(lane, batch)
+
+    def _send(self, lane: _Lane, batch: list[Source]) -> None:
+        self._batches += 1
+        lane.pool.submit(self._batches, batch)
+        lane.running[self._batches] = batch
 
     def _wait(self, lanes: tuple[_Lane, ...]) -> None:
         watched: list[Any] = []
@@ -152,15 +160,18 @@ class HybridExecutor:
                 )
                 for lane in lanes:
                     self._submit(lane, more_coming)
-                if feeder.finished:
+                if feeder.finished and not any(lane.solo for lane in lanes):
                     return
                 self._wait(lanes)
                 for lane in lanes:
                     for completion in lane.pool.poll(0):
                         batch = lane.running.pop(completion.task_id)
+                        if completion.outcome is not Outcome.OK and len(batch) > 1:
+                            lane.solo.extend(batch)
+                            continue
                         for result in self._results(batch, completion):
-                            feeder.complete(result.source)
-                            yield result
+                            if feeder.complete(result):
+                                yield result
         finally:
             for lane in lanes:
                 if control.abandoned:

@@ -95,9 +95,9 @@ class ParallelExecutor:
                 if feeder.finished:
                     return
                 for completion in pool.poll(POLL_SECONDS):
-                    source = in_flight.pop(completion.task_id)
-                    feeder.complete(source)
-                    yield result_of(source, completion)
+                    result = result_of(in_flight.pop(completion.task_id), completion)
+                    if feeder.complete(result):
+                        yield result
         finally:
             if control.abandoned:
                 pool.terminate()

@@ -115,7 +115,8 @@ class _Stages:
         while not self.closing.is_set():
             source = self.feeder.admit(wait=POLL_SECONDS)
             if source is None:
-                if self.feeder.drained:
+                # Not `drained`: a failed image may still come back for a retry.
+                if self.feeder.finished:
                     return
                 continue
             described = self._load(source)
@@ -240,8 +241,8 @@ class PipelinedExecutor:
             while not control.abandoned:
                 result = _get(stages.results)
                 if result is not None:
-                    feeder.complete(result.source)
-                    yield result
+                    if feeder.complete(result):
+                        yield result
                 elif feeder.finished and stages.results.empty():
                     return
         finally:

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 
 from imgflow.engines import vips
 from imgflow.executors.base import Feeder, RunControl
+from imgflow.executors.parallel import POLL_SECONDS
 from imgflow.pipeline import Pipeline
 from imgflow.records import ImageResult, Source
 
@@ -23,7 +24,11 @@ class SequentialExecutor:
     ) -> Iterator[ImageResult]:
         vips.configure_worker(threads=None)
         feeder = Feeder(sources, control)
-        while (source := feeder.admit()) is not None:
+        while not feeder.finished:
+            # The wait lets a retry that is not yet due come round.
+            source = feeder.admit(wait=POLL_SECONDS)
+            if source is None:
+                continue
             result = pipeline.process(source)
-            feeder.complete(source)
-            yield result
+            if feeder.complete(result):
+                yield result

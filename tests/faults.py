@@ -1,0 +1,44 @@
+"""A pipeline that misbehaves on cue, for fault-injection tests.
+
+It lives in its own module so that spawned worker processes can import it.
+The fault is chosen by the source file's name; a marker file records the
+first attempt, so "once" faults pass on the retry.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from imgflow.pipeline import Loaded, Pipeline
+from imgflow.stages.transform import Rendered
+
+
+class FaultyPipeline(Pipeline):
+    """Renders normally unless the file name asks for a fault."""
+
+    def __init__(self, *args: object, markers: Path, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.markers = markers
+
+    def _first_attempt(self, name: str) -> bool:
+        marker = self.markers / name
+        if marker.exists():
+            return False
+        marker.write_bytes(b"")
+        return True
+
+    def render(
+        self, loaded: Loaded, data: bytes, *, engine: str = "vips"
+    ) -> list[Rendered]:
+        name = Path(loaded.source.path).stem
+        if name.startswith("crash_always"):
+            os._exit(3)
+        if name.startswith("crash_once") and self._first_attempt(name):
+            os._exit(3)
+        if name.startswith("hang_once") and self._first_attempt(name):
+            time.sleep(120)
+        if name.startswith("ioerror_once") and self._first_attempt(name):
+            raise OSError(5, "Input/output error")
+        return super().render(loaded, data, engine=engine)
