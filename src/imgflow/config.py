@@ -200,8 +200,12 @@ class OutputConfig(_Section):
         description="Embed the sRGB profile in variants of images that carried a colour profile.",
     )
     fsync: bool = Field(
-        default=True,
-        description="Flush each file to disk before it becomes visible (safer on power loss).",
+        default=False,
+        description=(
+            "Flush each file to disk before its rename. A killed process never "
+            "leaves a partial file either way; this guards against power loss, "
+            "at about 10% of throughput."
+        ),
     )
 
 

@@ -154,6 +154,26 @@ def _shape(base: pyvips.Image, plan: VariantPlan) -> pyvips.Image:
     return image
 
 
+def _cascade(base: pyvips.Image, plans: list[VariantPlan]) -> dict[str, pyvips.Image]:
+    """Shape every plan, each from the smallest earlier result that covers it.
+
+    Resizing 1024 to 256 costs a quarter of resizing 2048 to 256, so each
+    uncropped result is rendered to memory and serves the smaller ones.
+    """
+    made = [base]
+    shaped = {}
+    for plan in sorted(plans, key=lambda p: p.resize, reverse=True):
+        width, height = plan.resize
+        covering = [m for m in made if m.width >= width and m.height >= height]
+        source = min(covering, key=lambda m: m.width) if covering else base
+        image = _shape(source, plan)
+        if plan.crop is None and image is not source:
+            image = image.copy_memory()
+            made.append(image)
+        shaped[plan.name] = image
+    return shaped
+
+
 def _strip_exif_fields(image: pyvips.Image) -> pyvips.Image:
     image = image.copy()
     for name in image.get_fields():
@@ -250,8 +270,7 @@ def render(
     try:
         if still:
             base = _decode_base(data, header, base_size(still, width, height), flatten)
-            for plan in still:
-                shaped[plan.name] = _shape(base, plan)
+            shaped.update(_cascade(base, still))
         for plan in plans:
             if plan.name not in shaped:
                 shaped[plan.name] = _render_animated(data, header, plan, config)
