@@ -26,6 +26,7 @@ from rich.table import Table
 from imgflow.config import load_config, starter_config
 from imgflow.errors import ConfigError, ExitCode, Status, UsageError
 from imgflow.executors import MODES, RunControl
+from imgflow.outdir import check_report_path, check_writable, locked
 from imgflow.runner import (
     RunRequest,
     RunSummary,
@@ -36,6 +37,8 @@ from imgflow.runner import (
 from imgflow.stages.ingest import Filters
 
 MAX_LISTED_PROBLEMS = 50
+
+log = logging.getLogger(__name__)
 
 stderr = Console(stderr=True)
 stdout = Console()
@@ -55,7 +58,7 @@ def _setup_logging(verbosity: int, quiet: bool) -> None:
     # libvips reports recoverable damage (extraneous bytes, a bad tile) as
     # warnings; per image they are noise unless debugging.
     logging.getLogger("pyvips").setLevel(
-        logging.DEBUG if verbosity >= 2 else logging.ERROR
+        logging.WARNING if verbosity >= 2 else logging.ERROR
     )
 
 
@@ -63,6 +66,10 @@ def _setup_logging(verbosity: int, quiet: bool) -> None:
 @click.version_option(package_name="imgflow")
 def main() -> None:
     """imgflow: run one image pipeline under the execution model that fits."""
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _summary_table(summary: RunSummary) -> Table:
@@ -89,7 +96,8 @@ def _summary_table(summary: RunSummary) -> Table:
         "-" if p95 is None else f"{p95:.3f}",
     )
     table.caption = (
-        f"mode {summary.mode}, {summary.workers} workers, {summary.seconds:.1f} s"
+        f"mode {summary.mode}, {_count(summary.workers, 'worker')}, "
+        f"{summary.seconds:.1f} s"
     )
     if summary.mode_reason:
         table.caption += f"\nmode chosen because {summary.mode_reason}"
@@ -100,7 +108,11 @@ def _problems_table(summary: RunSummary) -> Table | None:
     problems = [r for r in summary.results if r.status is not Status.DONE]
     if not problems and not summary.issues:
         return None
-    table = Table(title="Not processed", show_header=True, title_justify="left")
+    table = Table(
+        title="Rejected, failed and skipped inputs",
+        show_header=True,
+        title_justify="left",
+    )
     for column in ("source", "status", "stage", "reason", "message"):
         table.add_column(column, overflow="fold")
     for result in problems[:MAX_LISTED_PROBLEMS]:
@@ -236,8 +248,9 @@ def run(
 ) -> None:
     """Process images from INPUTS (folders, files, or '-' for a list on stdin).
 
-    Exit status: 0 when every image was processed, 1 when some were rejected
-    or failed, 2 for a usage or configuration error.
+    Exit status: 0 when every image was processed, 1 when some were rejected,
+    failed, skipped as unreadable or not processed after a stop, 2 for a usage
+    or configuration error.
     """
     _setup_logging(verbose, quiet)
     try:
@@ -246,8 +259,14 @@ def run(
             raise UsageError(
                 "no input given: name folders or files, or use --files-from"
             )
-        if out_dir.exists() and not out_dir.is_dir():
-            raise UsageError(f"--out {out_dir} exists and is not a folder")
+        check_writable(out_dir)
+        if report_path is not None:
+            check_report_path(report_path)
+        if time_limit is not None and mode == "sequential":
+            log.warning(
+                "--time-limit is not enforced in sequential mode: a stuck decode "
+                "cannot be interrupted inside the process"
+            )
         request = RunRequest(
             inputs=inputs,
             out_dir=out_dir,
@@ -264,7 +283,13 @@ def run(
             retry_delay=retry_delay,
         )
         sources, issues = collect_sources(request)
-        summary = _execute_with_progress(request, sources, issues, quiet=quiet)
+        if not sources and issues:
+            raise UsageError(
+                "no images found: "
+                + "; ".join(f"{issue.path}: {issue.message}" for issue in issues[:5])
+            )
+        with locked(out_dir):
+            summary = _execute_with_progress(request, sources, issues, quiet=quiet)
         if report_path is not None:
             write_report(summary, report_path)
     except (ConfigError, UsageError) as exc:
@@ -273,14 +298,15 @@ def run(
 
     if not quiet and summary.skipped and not summary.results:
         stdout.print(
-            f"Nothing to do: all {len(summary.skipped)} images were finished by an "
+            f"Nothing to do: all {_count(len(summary.skipped), 'image')} were finished by an "
             "earlier run with this configuration (use --redo to process them again).",
             highlight=False,
         )
     elif not quiet:
         if summary.skipped:
             stdout.print(
-                f"{len(summary.skipped)} images finished by an earlier run were skipped.",
+                f"{_count(len(summary.skipped), 'image')} finished by an earlier run "
+                "skipped.",
                 highlight=False,
             )
         stdout.print(_summary_table(summary))
@@ -361,10 +387,17 @@ def _execute_with_bar(
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(path: Path, force: bool) -> None:
     """Write a commented starter configuration to PATH [default: imgflow.toml]."""
+    if path.is_dir():
+        stderr.print(f"[red]error:[/red] {path} is a folder; name a file")
+        sys.exit(ExitCode.USAGE)
     if path.exists() and not force:
         stderr.print(f"[red]error:[/red] {path} exists; use --force to overwrite it")
         sys.exit(ExitCode.USAGE)
-    path.write_text(starter_config(), encoding="utf-8")
+    try:
+        path.write_text(starter_config(), encoding="utf-8")
+    except OSError as exc:
+        stderr.print(f"[red]error:[/red] cannot write {path}: {exc.strerror or exc}")
+        sys.exit(ExitCode.USAGE)
     stdout.print(f"Wrote {path}", highlight=False)
 
 
@@ -386,7 +419,7 @@ def init(path: Path, force: bool) -> None:
 )
 @click.option(
     "--seed",
-    type=int,
+    type=click.IntRange(min=0),
     default=0,
     show_default=True,
     help="Seed; the same seed writes the same bytes.",
@@ -404,7 +437,15 @@ def samples(
             f"(pip install 'imgflow[samples]'): {exc}"
         )
         sys.exit(ExitCode.USAGE)
-    paths = generator.generate(
-        out_dir, count, megapixels=megapixels, seed=seed, progressive=progressive
+    try:
+        paths = generator.generate(
+            out_dir, count, megapixels=megapixels, seed=seed, progressive=progressive
+        )
+    except OSError as exc:
+        stderr.print(
+            f"[red]error:[/red] cannot write to {out_dir}: {exc.strerror or exc}"
+        )
+        sys.exit(ExitCode.USAGE)
+    stdout.print(
+        f"Wrote {_count(len(paths), 'sample photo')} to {out_dir}", highlight=False
     )
-    stdout.print(f"Wrote {len(paths)} sample photos to {out_dir}", highlight=False)

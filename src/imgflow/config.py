@@ -18,12 +18,17 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from imgflow.errors import ConfigError
+
+# The folder of JSON sidecars in an output folder; no variant may use it.
+SIDECAR_FOLDER = "meta"
 
 INPUT_FORMATS = ("jpeg", "png", "webp", "gif", "tiff", "avif", "heic")
 
@@ -60,14 +65,14 @@ class _Section(BaseModel):
 class Variant(_Section):
     """One output rendition of every image."""
 
-    size: Annotated[int | None, Field(gt=0, le=65_535)] = Field(
+    size: Annotated[StrictInt | None, Field(gt=0, le=65_535)] = Field(
         default=None,
         description="Box edge in pixels: sets both width and height.",
     )
-    width: Annotated[int | None, Field(gt=0, le=65_535)] = Field(
+    width: Annotated[StrictInt | None, Field(gt=0, le=65_535)] = Field(
         default=None, description="Box width in pixels."
     )
-    height: Annotated[int | None, Field(gt=0, le=65_535)] = Field(
+    height: Annotated[StrictInt | None, Field(gt=0, le=65_535)] = Field(
         default=None, description="Box height in pixels."
     )
     fit: Fit = Field(
@@ -80,20 +85,20 @@ class Variant(_Section):
     format: OutputFormat = Field(
         default=OutputFormat.JPEG, description="Output format: jpeg, webp, avif or png."
     )
-    quality: int = Field(
+    quality: StrictInt = Field(
         default=85, ge=1, le=100, description="Encoder quality for jpeg, webp and avif."
     )
-    progressive: bool = Field(
+    progressive: StrictBool = Field(
         default=False,
         description="Progressive JPEG, or interlaced PNG.",
     )
-    effort: int = Field(
+    effort: StrictInt = Field(
         default=4,
         ge=0,
         le=9,
         description="CPU effort for webp (0-6) and avif (0-9); higher is smaller and slower.",
     )
-    upscale: bool = Field(
+    upscale: StrictBool = Field(
         default=False, description="Enlarge images smaller than the box."
     )
 
@@ -136,12 +141,12 @@ class ValidateConfig(_Section):
         default=list(INPUT_FORMATS),
         description=f"Input formats accepted, sniffed from the bytes: {', '.join(INPUT_FORMATS)}.",
     )
-    max_file_bytes: int = Field(
+    max_file_bytes: StrictInt = Field(
         default=200 * 1024 * 1024,
         gt=0,
         description="Largest input file accepted, in bytes.",
     )
-    max_pixels: int = Field(
+    max_pixels: StrictInt = Field(
         default=100_000_000,
         gt=0,
         description="Largest width x height accepted, read from the header before decoding.",
@@ -170,7 +175,7 @@ class TransformConfig(_Section):
         default="first",
         description="Animated input: keep only the first frame, or keep the animation in webp variants.",
     )
-    max_frames: int = Field(
+    max_frames: StrictInt = Field(
         default=300,
         gt=0,
         description="With animation = 'keep', frames beyond this many are dropped.",
@@ -189,17 +194,23 @@ class TransformConfig(_Section):
 
 
 class OutputConfig(_Section):
-    keep_exif: bool = Field(
+    @model_validator(mode="after")
+    def _gps_needs_exif(self) -> OutputConfig:
+        if self.keep_gps and not self.keep_exif:
+            raise ValueError("keep_gps = true needs keep_exif = true as well")
+        return self
+
+    keep_exif: StrictBool = Field(
         default=False, description="Copy EXIF into the variants (orientation reset)."
     )
-    keep_gps: bool = Field(
+    keep_gps: StrictBool = Field(
         default=False, description="With keep_exif, also keep the GPS position."
     )
-    keep_icc: bool = Field(
+    keep_icc: StrictBool = Field(
         default=True,
         description="Embed the sRGB profile in variants of images that carried a colour profile.",
     )
-    fsync: bool = Field(
+    fsync: StrictBool = Field(
         default=False,
         description=(
             "Flush each file to disk before its rename. A killed process never "
@@ -225,6 +236,10 @@ class PipelineConfig(_Section):
         if not value:
             raise ValueError("at least one variant is needed")
         for name in value:
+            if name == SIDECAR_FOLDER:
+                raise ValueError(
+                    f"variant name {name!r} is reserved for the metadata sidecars"
+                )
             if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
                 raise ValueError(
                     f"variant name {name!r} must be lower-case letters, digits, '-' or '_'"
@@ -246,7 +261,10 @@ def _describe_error(error: Any) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown setting"
-    return f"{key}: {message} (got {error.get('input')!r})"
+    found = repr(error.get("input"))
+    if found in message:
+        return f"{key}: {message}"
+    return f"{key}: {message} (got {found})"
 
 
 def parse_config(data: dict[str, Any], *, source: str = "config") -> PipelineConfig:

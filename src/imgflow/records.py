@@ -12,6 +12,10 @@ from typing import Any
 from imgflow.errors import Reason, Status
 
 
+def display_path(path: str) -> str:
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     """One input file, with its position in the input order."""
@@ -20,6 +24,15 @@ class Source:
     path: str
     size: int = -1
     mtime_ns: int = -1
+
+    @property
+    def text(self) -> str:
+        """The path as valid UTF-8 text, for the catalog, reports and logs.
+
+        A file name that is not valid UTF-8 keeps its undecodable bytes as
+        backslash escapes, the same way every time.
+        """
+        return display_path(self.path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +97,7 @@ class ImageResult:
     def to_report(self) -> dict[str, Any]:
         """Return the JSON form used by the run report."""
         return {
-            "source": self.source.path,
+            "source": self.source.text,
             "status": self.status.value,
             "key": self.key,
             "stage": self.stage,

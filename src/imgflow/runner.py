@@ -6,13 +6,15 @@ small result records and never touch the catalog.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
+import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ from imgflow.executors.parallel import default_workers
 from imgflow.pipeline import Pipeline
 from imgflow.records import ImageResult, Source
 from imgflow.stages.ingest import Filters, IngestIssue, iter_inputs
-from imgflow.stages.store import TEMP_PREFIX, OutputLayout, write_atomic
+from imgflow.stages.store import TEMP_PREFIX, OutputLayout, image_key, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +83,15 @@ class RunSummary:
     not_processed: list[Source] = field(default_factory=list)
     mode_reason: str | None = None
     skipped: list[Skipped] = field(default_factory=list)
+    catalog_error: str | None = None
 
     @property
     def all_done(self) -> bool:
         """True when every input is done, in this run or an earlier one."""
         done = self.counts.get(Status.DONE.value, 0)
         earlier = all(item.status == Status.DONE.value for item in self.skipped)
-        return done == len(self.results) and not self.not_processed and earlier
+        complete = done == len(self.results) and not self.not_processed
+        return complete and earlier and not self.issues and not self.catalog_error
 
     @property
     def images_per_second(self) -> float:
@@ -113,6 +117,7 @@ class RunSummary:
                 "failed": self.counts.get("failed", 0),
                 "not_processed": len(self.not_processed),
                 "skipped": len(self.skipped),
+                "catalog_error": self.catalog_error,
                 "seconds": round(self.seconds, 3),
                 "images_per_second": round(self.images_per_second, 3),
                 "p50_seconds": _round(self.latency(0.50)),
@@ -134,7 +139,10 @@ def collect_sources(request: RunRequest) -> tuple[list[Source], list[IngestIssue
     sources: list[Source] = []
     issues: list[IngestIssue] = []
     found = iter_inputs(
-        request.inputs, filters=request.filters, list_files=request.list_files
+        request.inputs,
+        filters=request.filters,
+        list_files=request.list_files,
+        skip_folders=[request.out_dir],
     )
     for item in found:
         if isinstance(item, IngestIssue):
@@ -167,7 +175,7 @@ def split_finished(
     to_run: list[Source] = []
     skipped: list[Skipped] = []
     for source in sources:
-        row = finished.get(source.path)
+        row = finished.get(source.text)
         unchanged = (
             row is not None
             and row["source_size"] == source.size
@@ -248,9 +256,13 @@ def execute(
         )
         mode, mode_reason = choice.mode, choice.reason
         log.info("mode %s chosen: %s", mode, mode_reason)
+    workers = request.workers
+    if workers is not None and sources:
+        # More workers than images would only add start-up time.
+        workers = min(workers, len(sources))
     executor = make_executor(
         mode,
-        request.workers,
+        workers,
         time_limit=request.time_limit,
         queue_size=request.queue_size,
     )
@@ -275,15 +287,18 @@ def execute(
     )
     started = time.perf_counter()
     results: list[ImageResult] = []
+    begun: dict[int, Source] = {}
+    catalog_error: str | None = None
     stream = executor.run(pipeline, sources, control)
     if request.ordered:
         stream = in_input_order(stream)
     try:
         for result in stream:
-            catalog.mark(IN_PROGRESS, control.take_started())
-            catalog.record(run_id, result)
             results.append(result)
             _log_outcome(result)
+            if catalog_error is None:
+                catalog_error = _record(catalog, run_id, result, control, begun, layout)
+            begun.pop(result.source.index, None)
             if on_result is not None:
                 on_result(result)
     except KeyboardInterrupt:
@@ -291,13 +306,16 @@ def execute(
         control.request_stop()
         log.warning("run %d abandoned: in-flight images were not finished", run_id)
     finally:
-        if control.abandoned:
-            # Workers ended mid-write leave their temporary files behind.
-            _remove_stale_temporaries(request.out_dir)
         seconds = time.perf_counter() - started
         results.sort(key=lambda r: r.source.index)
         counts = dict(Counter(r.status.value for r in results))
-        catalog.finish_run(run_id, counts)
+        if control.abandoned:
+            begun.update((s.index, s) for s in control.take_started())
+            _remove_abandoned_outputs(request, layout, catalog, begun.values(), results)
+        try:
+            catalog.finish_run(run_id, counts)
+        except sqlite3.Error as exc:
+            catalog_error = catalog_error or f"catalog write failed: {exc}"
         catalog.close()
 
     finished = {result.source.index for result in results}
@@ -311,6 +329,7 @@ def execute(
         not_processed=[s for s in sources if s.index not in finished],
         mode_reason=mode_reason,
         skipped=skipped,
+        catalog_error=catalog_error,
     )
     log.info(
         "run %d finished in %.1f s: %s%s",
@@ -324,13 +343,72 @@ def execute(
     return summary
 
 
+def _record(
+    catalog: SQLiteCatalog,
+    run_id: int,
+    result: ImageResult,
+    control: RunControl,
+    begun: dict[int, Source],
+    layout: OutputLayout,
+) -> str | None:
+    """Journal one outcome; on a catalog failure, stop intake and say why.
+
+    Output files of an earlier outcome that this one replaced are removed.
+    """
+    started = control.take_started()
+    begun.update((source.index, source) for source in started)
+    try:
+        catalog.mark(IN_PROGRESS, started)
+        stale = catalog.record(run_id, result)
+    except sqlite3.Error as exc:
+        message = f"catalog write failed: {exc}"
+        log.error("%s; no further images are started", message)
+        control.request_stop()
+        return message
+    for relative in stale:
+        (layout.root / relative).unlink(missing_ok=True)
+    return None
+
+
+def _remove_abandoned_outputs(
+    request: RunRequest,
+    layout: OutputLayout,
+    catalog: SQLiteCatalog,
+    begun: Iterable[Source],
+    results: list[ImageResult],
+) -> None:
+    """Remove what images abandoned mid-run wrote, and temporary files.
+
+    Their complete variants may already be renamed into place while the
+    catalog never heard of them; an image recorded as done by another
+    source with the same key keeps its files.
+    """
+    _remove_stale_temporaries(request.out_dir)
+    finished = {result.source.index for result in results}
+    for source in begun:
+        if source.index in finished:
+            continue
+        try:
+            digest = hashlib.sha256(Path(source.path).read_bytes()).hexdigest()
+        except OSError:
+            continue
+        key = image_key(source.path, digest)
+        if catalog.is_recorded_done(key):
+            continue
+        for name, variant in request.config.variants.items():
+            layout.variant_path(name, key, variant.format.suffix).unlink(
+                missing_ok=True
+            )
+        layout.sidecar_path(key).unlink(missing_ok=True)
+
+
 def _log_outcome(result: ImageResult) -> None:
     if result.status is Status.DONE:
-        log.debug("%s done in %.3f s", result.source.path, result.seconds)
+        log.debug("%s done in %.3f s", result.source.text, result.seconds)
         return
     log.info(
         "%s %s at %s: %s (%s)",
-        result.source.path,
+        result.source.text,
         result.status.value,
         result.stage,
         result.reason.value if result.reason else "-",

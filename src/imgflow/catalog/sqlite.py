@@ -12,6 +12,7 @@ from typing import Any
 from imgflow.catalog.base import RunInfo
 from imgflow.errors import Status
 from imgflow.records import ImageResult, Source
+from imgflow.stages.store import SIDECAR_FOLDER
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -135,9 +136,15 @@ class SQLiteCatalog:
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    def record(self, run_id: int, result: ImageResult) -> None:
+    def record(self, run_id: int, result: ImageResult) -> list[str]:
+        """Store the outcome of one image, replacing any earlier outcome.
+
+        Returns the output files (relative paths) of the earlier outcome that
+        the new one no longer has and no other source uses, for removal.
+        """
         self._begin()
-        source = result.source.path
+        source = result.source.text
+        earlier = self._outputs_of(source)
         meta = result.metadata
         now = _now()
         self.connection.execute("DELETE FROM variants WHERE source = ?", (source,))
@@ -217,6 +224,40 @@ class SQLiteCatalog:
                 ),
             )
         self._maybe_commit()
+        current = self._outputs_of(source)
+        return sorted(
+            p for p in earlier - current if not self._used_elsewhere(p, source)
+        )
+
+    def _outputs_of(self, source: str) -> set[str]:
+        paths = {
+            row["path"]
+            for row in self.connection.execute(
+                "SELECT path FROM variants WHERE source = ?", (source,)
+            )
+        }
+        row = self.connection.execute(
+            "SELECT key FROM images WHERE source = ?", (source,)
+        ).fetchone()
+        if row is not None and row["key"]:
+            paths.add(f"{SIDECAR_FOLDER}/{row['key']}.json")
+        return paths
+
+    def _used_elsewhere(self, path: str, source: str) -> bool:
+        if path.startswith(f"{SIDECAR_FOLDER}/"):
+            key = path.removeprefix(f"{SIDECAR_FOLDER}/").removesuffix(".json")
+            query = "SELECT 1 FROM images WHERE key = ? AND source != ? AND status = ?"
+            return (
+                self.connection.execute(query, (key, source, DONE)).fetchone()
+                is not None
+            )
+        query = "SELECT 1 FROM variants WHERE path = ? AND source != ?"
+        return self.connection.execute(query, (path, source)).fetchone() is not None
+
+    def is_recorded_done(self, key: str) -> bool:
+        """True when some source's finished outputs use this key."""
+        query = "SELECT 1 FROM images WHERE key = ? AND status = ?"
+        return self.connection.execute(query, (key, DONE)).fetchone() is not None
 
     def finish_run(self, run_id: int, counts: dict[str, int]) -> None:
         self._begin()
@@ -247,7 +288,7 @@ class SQLiteCatalog:
             "ON CONFLICT (source) DO UPDATE SET status = excluded.status, "
             "updated_at = excluded.updated_at",
             [
-                (s.path, state, s.size, s.mtime_ns, self._config_sha256, now)
+                (s.text, state, s.size, s.mtime_ns, self._config_sha256, now)
                 for s in sources
             ],
         )

@@ -14,6 +14,7 @@ JPEG, PNG or WebP variants. `can_render` says whether an image qualifies.
 from __future__ import annotations
 
 import io
+import warnings
 
 from PIL import Image, ImageOps
 
@@ -108,7 +109,10 @@ def render(
     """
     width, height = header.display_size
     try:
-        base = _decode(data, header, base_size(plans, width, height))
+        with warnings.catch_warnings():
+            # The metadata step records Pillow's warnings for this image.
+            warnings.simplefilter("ignore")
+            base = _decode(data, header, base_size(plans, width, height))
     except (OSError, ValueError, SyntaxError) as exc:
         raise decode_failure(header.format, data, str(exc), stage=STAGE) from None
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -125,7 +126,7 @@ class _Stages:
 
     def _load(self, source: Source) -> Described | None:
         stage = ingest.STAGE
-        loaded: Loaded | None = None
+        started = time.perf_counter()
         try:
             data = self.pipeline.read(source)
             stage = validate.STAGE
@@ -133,7 +134,6 @@ class _Stages:
             stage = metadata.STAGE
             return self.pipeline.describe(loaded, data)
         except Exception as exc:  # noqa: BLE001 - becomes the image's result
-            started = loaded.started if loaded else 0.0
             self.results.put(failure(source, exc, stage, started))
             return None
 

@@ -10,6 +10,8 @@ run can report them and go on.
 from __future__ import annotations
 
 import fnmatch
+import io
+import logging
 import os
 import stat
 import sys
@@ -22,6 +24,8 @@ from imgflow.errors import Reason, StageFailed
 from imgflow.stages.validate import check_size
 
 STAGE = "ingest"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +56,9 @@ class Filters:
         return not any(matches(p) for p in self.exclude)
 
 
-def _walk(root: Path, filters: Filters) -> Iterator[Path | IngestIssue]:
+def _walk(
+    root: Path, filters: Filters, skip: frozenset[Path] = frozenset()
+) -> Iterator[Path | IngestIssue]:
     """Yield files under `root` in path order, following each folder once.
 
     Folders are visited where they sort, so the order matches a sorted list
@@ -69,6 +75,9 @@ def _walk(root: Path, filters: Filters) -> Iterator[Path | IngestIssue]:
         identity = (info.st_dev, info.st_ino)
         if identity in seen:
             yield IngestIssue(str(folder), "symlink loop or repeated folder; skipped")
+            return
+        if folder.resolve() in skip:
+            log.info("not reading %s: it is the output folder", folder)
             return
         seen.add(identity)
         try:
@@ -91,14 +100,23 @@ def _walk(root: Path, filters: Filters) -> Iterator[Path | IngestIssue]:
 
 
 def _read_list(spec: str) -> Iterator[Path]:
-    handle = sys.stdin if spec == "-" else open(spec, encoding="utf-8")
+    # surrogateescape keeps file names that are not valid UTF-8 usable.
+    if spec == "-":
+        raw = getattr(sys.stdin, "buffer", None)
+        handle = (
+            io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape")
+            if raw is not None
+            else sys.stdin
+        )
+    else:
+        handle = open(spec, encoding="utf-8", errors="surrogateescape")
     try:
         for line in handle:
             line = line.strip()
             if line and not line.startswith("#"):
                 yield Path(line)
     finally:
-        if handle is not sys.stdin:
+        if spec != "-":
             handle.close()
 
 
@@ -107,13 +125,19 @@ def iter_inputs(
     *,
     filters: Filters = Filters(),
     list_files: Iterable[str] = (),
+    skip_folders: Iterable[Path] = (),
 ) -> Iterator[Path | IngestIssue]:
-    """Expand inputs into file paths, skipping a file named twice."""
+    """Expand inputs into file paths, skipping a file named twice.
+
+    Folders in `skip_folders` (the output folder) are never walked, so a
+    run's own outputs are not read back as inputs.
+    """
     emitted: set[str] = set()
+    skip = frozenset(folder.resolve() for folder in skip_folders)
 
     def expand(item: Path) -> Iterator[Path | IngestIssue]:
         if item.is_dir():
-            yield from _walk(item, filters)
+            yield from _walk(item, filters, skip)
         elif item.exists() or item.is_symlink():
             yield item
         else:

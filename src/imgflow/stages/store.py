@@ -22,13 +22,13 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from imgflow.config import SIDECAR_FOLDER
 from imgflow.errors import Reason, StageFailed
 from imgflow.records import VariantRecord
 from imgflow.stages.transform import Rendered
 
 STAGE = "store"
 CATALOG_NAME = "catalog.sqlite"
-SIDECAR_FOLDER = "meta"
 TEMP_PREFIX = ".imgflow-"
 
 
@@ -96,9 +96,17 @@ def store_variants(
     layout: OutputLayout, key: str, rendered: list[Rendered], *, fsync: bool
 ) -> list[VariantRecord]:
     records = []
+    written: list[Path] = []
     for item in rendered:
         path = layout.variant_path(item.name, key, item.suffix)
-        write_atomic(path, item.data, fsync=fsync)
+        try:
+            write_atomic(path, item.data, fsync=fsync)
+        except StageFailed:
+            # An image is stored whole or not at all: no partial variant set.
+            for done in written:
+                done.unlink(missing_ok=True)
+            raise
+        written.append(path)
         records.append(
             VariantRecord(
                 name=item.name,

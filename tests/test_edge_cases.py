@@ -1,0 +1,234 @@
+"""Hostile inputs and environments: names, paths, locks, full disks."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import jpeg_bytes, quadrant_pixels
+from imgflow.catalog.sqlite import SQLiteCatalog
+from imgflow.cli import main
+from imgflow.config import parse_config
+from imgflow.errors import ConfigError, Reason, Status
+from imgflow.executors import RunControl
+from imgflow.outdir import locked
+from imgflow.runner import RunRequest, collect_sources, execute
+
+SMALL = {"variants": {"thumb": {"size": 48}, "medium": {"size": 96}}}
+
+
+def _photo(path: Path, width: int = 160, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = quadrant_pixels(width + seed, 120)
+    path.write_bytes(jpeg_bytes(Image.fromarray(pixels)))
+    return path
+
+
+def _invoke(*args: str):
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    # Rich wraps long lines; tests match words, not line breaks.
+    result.text = " ".join(result.output.split())  # type: ignore[attr-defined]
+    return result
+
+
+def _run(inputs: Path, out: Path, config: dict = SMALL, mode: str = "sequential"):
+    request = RunRequest(
+        inputs=[str(inputs)], out_dir=out, config=parse_config(config), mode=mode
+    )
+    sources, issues = collect_sources(request)
+    return execute(request, sources, issues)
+
+
+def test_non_utf8_file_name_processed(tmp_path: Path) -> None:
+    """A file name that is not valid UTF-8 is processed, catalogued and reported."""
+    folder = tmp_path / "in"
+    _photo(folder / "ok.jpg")
+    odd = os.path.join(os.fsencode(folder), b"caf\xe9.jpg")
+    with open(odd, "wb") as handle:
+        handle.write(jpeg_bytes(Image.fromarray(quadrant_pixels(90, 60))))
+    report = tmp_path / "report.json"
+    result = _invoke("run", str(folder), "--out", str(tmp_path / "out"), "--mode",
+                     "sequential", "--report", str(report), "-q")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    sources = [entry["source"] for entry in json.loads(report.read_text())["images"]]
+    assert any(source.endswith("caf\\xe9.jpg") for source in sources)
+    with sqlite3.connect(tmp_path / "out" / "catalog.sqlite") as connection:
+        assert connection.execute("SELECT count(*) FROM images").fetchone()[0] == 2
+    again = _invoke("run", str(folder), "--out", str(tmp_path / "out"))
+    assert again.exit_code == 0
+    assert "Nothing to do" in again.text
+
+
+def test_missing_input_is_an_error(tmp_path: Path) -> None:
+    """A path that does not exist makes the run fail instead of exiting 0."""
+    result = _invoke("run", str(tmp_path / "nope"), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2
+    assert "no images found" in result.text
+    assert "input not found" in result.text
+
+
+def test_missing_input_beside_real_one_exits_one(tmp_path: Path) -> None:
+    """One good input and one missing input: images run, the exit status is 1."""
+    good = _photo(tmp_path / "in" / "a.jpg")
+    result = _invoke("run", str(good), str(tmp_path / "nope.jpg"), "--out",
+                     str(tmp_path / "out"), "--mode", "sequential")  # fmt: skip
+    assert result.exit_code == 1
+    assert "input not found" in result.text
+
+
+def test_output_inside_input_not_read_back(tmp_path: Path) -> None:
+    """Variants written inside the input folder are not inputs of the next run."""
+    folder = tmp_path / "photos"
+    _photo(folder / "a.jpg")
+    _photo(folder / "b.jpg", seed=3)
+    _run(folder, folder / "web")
+    again = _run(folder, folder / "web")
+    assert again.results == []
+    assert len(again.skipped) == 2
+
+
+def test_output_folder_under_file_exits_two(tmp_path: Path) -> None:
+    """An output folder that cannot exist is a usage error, before any work."""
+    _photo(tmp_path / "in" / "a.jpg")
+    (tmp_path / "afile").write_bytes(b"")
+    result = _invoke(
+        "run", str(tmp_path / "in"), "--out", str(tmp_path / "afile" / "sub")
+    )
+    assert result.exit_code == 2
+    assert "cannot write to the output folder" in result.text
+
+
+def test_report_path_folder_exits_two(tmp_path: Path) -> None:
+    """A report path that is a folder is rejected before the run starts."""
+    _photo(tmp_path / "in" / "a.jpg")
+    result = _invoke("run", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+                     "--report", str(tmp_path))  # fmt: skip
+    assert result.exit_code == 2
+    assert "is a folder" in result.text
+    assert not (tmp_path / "out" / "catalog.sqlite").exists()
+
+
+def test_locked_output_folder_exits_two(tmp_path: Path) -> None:
+    """A second run on an output folder in use gets a clear error."""
+    _photo(tmp_path / "in" / "a.jpg")
+    out = tmp_path / "out"
+    out.mkdir()
+    with locked(out):
+        result = _invoke("run", str(tmp_path / "in"), "--out", str(out))
+    assert result.exit_code == 2
+    assert "in use by another imgflow run" in result.text
+
+
+def test_failed_write_removes_partial_variant_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the second variant cannot be written, the first is removed too."""
+    _photo(tmp_path / "in" / "a.jpg")
+    out = tmp_path / "out"
+    (out / "medium").mkdir(parents=True)
+    (out / "medium").chmod(0o500)
+    real_replace = os.replace
+
+    def replace(source: str, target: str) -> None:
+        if "/medium/" in str(target):
+            raise OSError(28, "No space left on device")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    summary = _run(tmp_path / "in", out)
+    assert summary.results[0].reason is Reason.WRITE_FAILED
+    assert list((out / "thumb").glob("*")) == []
+
+
+def test_catalog_failure_reported_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A catalog that cannot be written stops the run with a named error."""
+    _photo(tmp_path / "in" / "a.jpg")
+    _photo(tmp_path / "in" / "b.jpg", seed=2)
+
+    def full(*_args: object, **_kwargs: object) -> list[str]:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(SQLiteCatalog, "record", full)
+    summary = _run(tmp_path / "in", tmp_path / "out")
+    assert summary.catalog_error == "catalog write failed: database or disk is full"
+    assert not summary.all_done
+
+
+def test_changed_source_replaces_old_outputs(tmp_path: Path) -> None:
+    """New bytes under the same name replace the old variants instead of adding."""
+    photo = _photo(tmp_path / "in" / "a.jpg")
+    out = tmp_path / "out"
+    _run(tmp_path / "in", out)
+    _photo(photo, seed=9)
+    os.utime(photo, ns=(1, 2))
+    _run(tmp_path / "in", out)
+    assert len(list((out / "thumb").glob("*"))) == 1
+    assert len(list((out / "meta").glob("*"))) == 1
+
+
+def test_renamed_variant_removes_old_folder_files(tmp_path: Path) -> None:
+    """A variant dropped from the config loses its files on the next run."""
+    _photo(tmp_path / "in" / "a.jpg")
+    out = tmp_path / "out"
+    _run(tmp_path / "in", out)
+    _run(tmp_path / "in", out, {"variants": {"small": {"size": 40}}})
+    assert list((out / "thumb").glob("*")) == []
+    assert len(list((out / "small").glob("*"))) == 1
+
+
+def test_pipelined_rejection_time_is_real(tmp_path: Path) -> None:
+    """A rejection's time is measured from its own start, not from boot."""
+    folder = tmp_path / "in"
+    _photo(folder / "a.jpg")
+    (folder / "empty.jpg").write_bytes(b"")
+    summary = _run(folder, tmp_path / "out", mode="pipelined")
+    rejected = next(r for r in summary.results if r.status is Status.REJECTED)
+    assert 0 <= rejected.seconds < 60
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"validate": {"max_pixels": True}}, "validate.max_pixels"),
+        ({"output": {"fsync": "yes"}}, "output.fsync"),
+        ({"variants": {"meta": {"size": 10}}}, "reserved for the metadata sidecars"),
+        ({"output": {"keep_gps": True}}, "needs keep_exif"),
+    ],
+)
+def test_config_rejects_loose_values(data: dict, expected: str) -> None:
+    """Wrong types, reserved names and settings without effect are errors."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    assert expected in str(caught.value)
+
+
+@pytest.mark.parametrize("mode", ["sequential", "parallel", "pipelined", "hybrid"])
+def test_abandon_removes_unrecorded_outputs(mode: str, tmp_path: Path) -> None:
+    """After an abandoned run, no output exists for an image the catalog lacks."""
+    folder = tmp_path / "in"
+    for index in range(40):
+        _photo(folder / f"p{index:02}.jpg", width=400, seed=index)
+    out = tmp_path / "out"
+    request = RunRequest(inputs=[str(folder)], out_dir=out, config=parse_config(SMALL),
+                         mode=mode, workers=2)  # fmt: skip
+    sources, issues = collect_sources(request)
+    control = RunControl()
+
+    def abandon(_result: object) -> None:
+        control.request_stop()
+        control.request_stop()
+
+    execute(request, sources, issues, control=control, on_result=abandon)
+    with sqlite3.connect(out / "catalog.sqlite") as connection:
+        recorded = {row[0] for row in connection.execute("SELECT path FROM variants")}
+    on_disk = {p.relative_to(out).as_posix() for p in out.glob("thumb/*")}
+    on_disk |= {p.relative_to(out).as_posix() for p in out.glob("medium/*")}
+    assert on_disk == recorded
