@@ -76,3 +76,19 @@ def test_submit_without_idle_worker_raises(pool: WorkerPool) -> None:
     pool.submit("b", ("sleep", 1))
     with pytest.raises(RuntimeError, match="no idle worker"):
         pool.submit("c", ("ok", 0))
+
+
+def test_worker_over_memory_limit_recycled() -> None:
+    """A worker over the memory ceiling is replaced between tasks; no task is lost."""
+    pool = WorkerPool(1, behave, max_rss=1)
+    try:
+        first_pid = pool.pids()[0]
+        pool.submit("a", ("ok", 1))
+        assert _drain(pool, 1)["a"].outcome is Outcome.OK
+        assert pool.pids()[0] != first_pid
+        pool.submit("b", ("ok", 2))
+        done = _drain(pool, 1)
+        assert done["b"].outcome is Outcome.OK
+        assert done["b"].value == "ok:2"
+    finally:
+        pool.terminate()

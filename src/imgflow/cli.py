@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -23,7 +24,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from imgflow.config import load_config, starter_config
+from imgflow.catalog import SQLiteCatalog
+from imgflow.config import load_config, parse_config, starter_config
 from imgflow.errors import ConfigError, ExitCode, Status, UsageError
 from imgflow.executors import MODES, RunControl
 from imgflow.outdir import check_report_path, check_writable, locked
@@ -35,6 +37,7 @@ from imgflow.runner import (
     write_report,
 )
 from imgflow.stages.ingest import Filters
+from imgflow.stages.store import OutputLayout
 
 MAX_LISTED_PROBLEMS = 50
 
@@ -207,6 +210,14 @@ def _problems_table(summary: RunSummary) -> Table | None:
     help="Base of the exponential backoff between retries.",
 )
 @click.option(
+    "--max-worker-rss",
+    type=click.IntRange(min=64),
+    default=1024,
+    show_default=True,
+    metavar="MB",
+    help="Recycle a worker process between images once its resident memory passes this.",
+)
+@click.option(
     "--redo",
     is_flag=True,
     help="Process every input again, even those an earlier run finished.",
@@ -240,6 +251,7 @@ def run(
     queue_size: int,
     retries: int,
     retry_delay: float,
+    max_worker_rss: int,
     redo: bool,
     ordered: bool,
     time_limit: float | None,
@@ -281,6 +293,7 @@ def run(
             redo=redo,
             retries=retries,
             retry_delay=retry_delay,
+            max_worker_rss_mb=max_worker_rss,
         )
         sources, issues = collect_sources(request)
         if not sources and issues:
@@ -449,3 +462,149 @@ def samples(
     stdout.print(
         f"Wrote {_count(len(paths), 'sample photo')} to {out_dir}", highlight=False
     )
+
+
+@main.group()
+def dlq() -> None:
+    """List, inspect, retry or purge the dead-letter queue of an output folder.
+
+    An image lands there when it failed on every attempt (I/O errors, lost
+    workers, time limits, unexpected errors); rejections never do.
+    """
+
+
+def _open_catalog(out_dir: Path) -> SQLiteCatalog:
+    path = OutputLayout(out_dir).catalog
+    if not path.is_file():
+        stderr.print(
+            f"[red]error:[/red] no catalog at {path}; is --out an imgflow output?"
+        )
+        sys.exit(ExitCode.USAGE)
+    return SQLiteCatalog(path)
+
+
+_OUT_OPTION = click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output folder of the run.",
+)
+
+
+@dlq.command("list")
+@_OUT_OPTION
+def dlq_list(out_dir: Path) -> None:
+    """List the dead images, oldest first."""
+    catalog = _open_catalog(out_dir)
+    try:
+        rows = catalog.dead_letters()
+    finally:
+        catalog.close()
+    if not rows:
+        stdout.print("The dead-letter queue is empty.")
+        return
+    table = Table(title=f"Dead letters in {out_dir}", title_justify="left")
+    for column in ("source", "stage", "reason", "attempts", "message"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["source"], row["stage"] or "", row["reason"], str(row["attempts"]),
+            row["message"],
+        )  # fmt: skip
+    stdout.print(table)
+
+
+@dlq.command("show")
+@_OUT_OPTION
+@click.argument("source")
+def dlq_show(out_dir: Path, source: str) -> None:
+    """Show everything recorded about one dead image, traceback included."""
+    catalog = _open_catalog(out_dir)
+    try:
+        rows = [row for row in catalog.dead_letters() if row["source"] == source]
+    finally:
+        catalog.close()
+    if not rows:
+        stderr.print(f"[red]error:[/red] {source} is not in the dead-letter queue")
+        sys.exit(ExitCode.USAGE)
+    for name, value in rows[0].items():
+        if name != "traceback":
+            stdout.print(f"{name}: {value}", highlight=False)
+    stdout.print("traceback:", highlight=False)
+    stdout.print(rows[0]["traceback"] or "(none recorded)", highlight=False)
+
+
+@dlq.command("retry")
+@_OUT_OPTION
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="Use this configuration instead of the one of the latest run.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(("auto", *MODES)),
+    default="auto",
+    show_default=True,
+    help="Execution model.",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="Worker processes."
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+def dlq_retry(
+    out_dir: Path, config_path: Path | None, mode: str, workers: int | None, quiet: bool
+) -> None:
+    """Run the dead images again; those that succeed leave the queue."""
+    _setup_logging(0, quiet)
+    catalog = _open_catalog(out_dir)
+    try:
+        dead = [row["source"] for row in catalog.dead_letters()]
+        stored = catalog.last_config()
+    finally:
+        catalog.close()
+    if not dead:
+        stdout.print("The dead-letter queue is empty; nothing to retry.")
+        return
+    try:
+        if config_path is not None:
+            config = load_config(config_path)
+        else:
+            config = parse_config(
+                json.loads(stored or "{}"), source="stored configuration"
+            )
+        request = RunRequest(
+            inputs=dead, out_dir=out_dir, config=config, mode=mode, workers=workers
+        )
+        sources, issues = collect_sources(request)
+        with locked(out_dir):
+            summary = _execute_with_progress(request, sources, issues, quiet=quiet)
+    except (ConfigError, UsageError) as exc:
+        stderr.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(ExitCode.USAGE)
+    if not quiet:
+        stdout.print(_summary_table(summary))
+        problems = _problems_table(summary)
+        if problems is not None:
+            stdout.print(problems)
+    sys.exit(ExitCode.OK if summary.all_done else ExitCode.SOME_IMAGES_NOT_DONE)
+
+
+@dlq.command("purge")
+@_OUT_OPTION
+@click.argument("sources", nargs=-1)
+def dlq_purge(out_dir: Path, sources: tuple[str, ...]) -> None:
+    """Drop SOURCES (or every dead image) from the queue and the catalog."""
+    catalog = _open_catalog(out_dir)
+    try:
+        dead = {row["source"] for row in catalog.dead_letters()}
+        chosen = sorted(dead if not sources else set(sources) & dead)
+        unknown = sorted(set(sources) - dead)
+        catalog.purge(chosen)
+    finally:
+        catalog.close()
+    for source in unknown:
+        stderr.print(f"[yellow]not in the dead-letter queue:[/yellow] {source}")
+    stdout.print(f"Purged {_count(len(chosen), 'dead image')}.", highlight=False)

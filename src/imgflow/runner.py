@@ -53,6 +53,7 @@ class RunRequest:
     redo: bool = False
     retries: int = 2
     retry_delay: float = 0.5
+    max_worker_rss_mb: int | None = 1024
 
     def control(self) -> RunControl:
         """Build the run control that these options ask for."""
@@ -265,6 +266,9 @@ def execute(
         workers,
         time_limit=request.time_limit,
         queue_size=request.queue_size,
+        max_rss=request.max_worker_rss_mb * 2**20
+        if request.max_worker_rss_mb
+        else None,
     )
     run_id = catalog.start_run(
         RunInfo(
@@ -272,6 +276,7 @@ def execute(
             workers=executor.workers,
             config_sha256=config_sha256,
             inputs=list(request.inputs),
+            config_json=request.config.model_dump_json(by_alias=True),
         )
     )
     catalog.mark(PENDING, sources)

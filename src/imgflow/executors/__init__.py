@@ -17,16 +17,19 @@ def make_executor(
     *,
     time_limit: float | None = None,
     queue_size: int = 8,
+    max_rss: int | None = None,
 ) -> Executor:
     """Build the executor for a mode name; sequential ignores the other options."""
     if mode == "sequential":
         return SequentialExecutor()
     if mode == "parallel":
-        return ParallelExecutor(workers, time_limit=time_limit)
+        return ParallelExecutor(workers, time_limit=time_limit, max_rss=max_rss)
     if mode == "pipelined":
-        return PipelinedExecutor(workers, time_limit=time_limit, queue_size=queue_size)
+        return PipelinedExecutor(
+            workers, time_limit=time_limit, queue_size=queue_size, max_rss=max_rss
+        )
     if mode == "hybrid":
-        return HybridExecutor(workers, time_limit=time_limit)
+        return HybridExecutor(workers, time_limit=time_limit, max_rss=max_rss)
     raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
 
 

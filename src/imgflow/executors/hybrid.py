@@ -75,6 +75,7 @@ class HybridExecutor:
         small_pixels: int = DEFAULT_SMALL_PIXELS,
         batch_size: int = DEFAULT_BATCH_SIZE,
         time_limit: float | None = None,
+        max_rss: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -83,6 +84,7 @@ class HybridExecutor:
         self.small_pixels = small_pixels
         self.batch_size = batch_size
         self.time_limit = time_limit
+        self.max_rss = max_rss
         self._batches = 0
 
     def is_small(self, source: Source, pipeline: Pipeline) -> bool:
@@ -102,6 +104,7 @@ class HybridExecutor:
             initializer=start_lane_worker,
             initargs=(pipeline, engine),
             task_timeout=timeout,
+            max_rss=self.max_rss,
             name=f"{engine}-lane",
         )
         return _Lane(pool, batch)

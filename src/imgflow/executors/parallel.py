@@ -67,10 +67,15 @@ class ParallelExecutor:
     name = "parallel"
 
     def __init__(
-        self, workers: int | None = None, *, time_limit: float | None = None
+        self,
+        workers: int | None = None,
+        *,
+        time_limit: float | None = None,
+        max_rss: int | None = None,
     ) -> None:
         self.workers = workers or default_workers()
         self.time_limit = time_limit
+        self.max_rss = max_rss
 
     def run(
         self, pipeline: Pipeline, sources: Iterable[Source], control: RunControl
@@ -82,6 +87,7 @@ class ParallelExecutor:
             initializer=start_worker,
             initargs=(pipeline,),
             task_timeout=self.time_limit,
+            max_rss=self.max_rss,
         )
         in_flight: dict[int, Source] = {}
         try:

@@ -198,6 +198,7 @@ class PipelinedExecutor:
         writers: int = 2,
         queue_size: int = 8,
         time_limit: float | None = None,
+        max_rss: int | None = None,
     ) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be at least 1, got {queue_size}")
@@ -206,6 +207,7 @@ class PipelinedExecutor:
         self.writers = writers
         self.queue_size = queue_size
         self.time_limit = time_limit
+        self.max_rss = max_rss
 
     def _pool(self, pipeline: Pipeline) -> WorkerPool:
         return WorkerPool(
@@ -214,6 +216,7 @@ class PipelinedExecutor:
             initializer=start_render_worker,
             initargs=(pipeline,),
             task_timeout=self.time_limit,
+            max_rss=self.max_rss,
             name="render",
         )
 

@@ -47,11 +47,22 @@ class Completion:
     message: str = ""
 
 
+def resident_bytes() -> int | None:
+    """Return this process's resident memory now (Linux), or None elsewhere."""
+    try:
+        with open("/proc/self/statm", "rb") as handle:
+            resident_pages = int(handle.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return resident_pages * os.sysconf("SC_PAGE_SIZE")
+
+
 def _worker_main(
     connection: Connection,
     function: Callable[[Any], Any],
     initializer: Callable[..., None] | None,
     initargs: Sequence[Any],
+    max_rss: int | None = None,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if initializer is not None:
@@ -65,13 +76,18 @@ def _worker_main(
             return
         task_id, argument = message
         try:
-            reply = (task_id, True, function(argument))
+            value: tuple[bool, Any] = (True, function(argument))
         except Exception as exc:  # noqa: BLE001 - reported to the parent
-            reply = (task_id, False, f"{type(exc).__name__}: {exc}")
+            value = (False, f"{type(exc).__name__}: {exc}")
+        rss = resident_bytes() if max_rss is not None else None
+        # Between tasks, so no image is lost: the parent starts a fresh worker.
+        retiring = rss is not None and max_rss is not None and rss > max_rss
         try:
-            connection.send(reply)
+            connection.send((task_id, *value, retiring))
         except (BrokenPipeError, OSError):
             return  # The parent has gone; nobody is waiting for this result.
+        if retiring:
+            return
 
 
 # glibc gives each thread that allocates its own malloc arena, and libvips'
@@ -121,7 +137,8 @@ class WorkerPool:
     """A fixed number of worker processes running `function` on one task each.
 
     Drive it from one thread: `submit` while `idle()` is non-zero, then
-    `poll` for completions.
+    `poll` for completions. A worker whose resident memory passes `max_rss`
+    bytes after a task exits and is replaced before its next task.
     """
 
     def __init__(
@@ -132,6 +149,7 @@ class WorkerPool:
         initializer: Callable[..., None] | None = None,
         initargs: Sequence[Any] = (),
         task_timeout: float | None = None,
+        max_rss: int | None = None,
         name: str = "worker",
     ) -> None:
         if size < 1:
@@ -141,6 +159,7 @@ class WorkerPool:
         self._initializer = initializer
         self._initargs = tuple(initargs)
         self._task_timeout = task_timeout
+        self._max_rss = max_rss
         self._name = name
         self._started = 0
         self._workers = [self._start() for _ in range(size)]
@@ -150,7 +169,13 @@ class WorkerPool:
         self._started += 1
         process = self._context.Process(
             target=_worker_main,
-            args=(child_end, self._function, self._initializer, self._initargs),
+            args=(
+                child_end,
+                self._function,
+                self._initializer,
+                self._initargs,
+                self._max_rss,
+            ),
             name=f"imgflow-{self._name}-{self._started}",
             daemon=True,
         )
@@ -191,10 +216,16 @@ class WorkerPool:
 
     def _receive(self, worker: _Worker) -> Completion | None:
         try:
-            task_id, ok, value = worker.connection.recv()
+            task_id, ok, value, retiring = worker.connection.recv()
         except (EOFError, OSError):
             return None
         worker.task_id = None
+        if retiring:
+            log.info(
+                "recycling worker %d: resident memory over the limit",
+                worker.process.pid,
+            )
+            self._replace(worker)
         if ok:
             return Completion(task_id, Outcome.OK, value)
         return Completion(task_id, Outcome.ERROR, message=value)
