@@ -21,6 +21,7 @@ class RunInfo:
     workers: int
     config_sha256: str
     inputs: list[str]
+    config_json: str = "{}"
 
 
 class Catalog(Protocol):

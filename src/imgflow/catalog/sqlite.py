@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS runs (
     mode TEXT NOT NULL,
     workers INTEGER NOT NULL,
     config_sha256 TEXT NOT NULL,
+    config TEXT,
     inputs TEXT NOT NULL,
     done INTEGER,
     rejected INTEGER,
@@ -129,9 +130,16 @@ class SQLiteCatalog:
     def start_run(self, run: RunInfo) -> int:
         self._config_sha256 = run.config_sha256
         cursor = self.connection.execute(
-            "INSERT INTO runs (started_at, mode, workers, config_sha256, inputs) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (_now(), run.mode, run.workers, run.config_sha256, json.dumps(run.inputs)),
+            "INSERT INTO runs (started_at, mode, workers, config_sha256, config, "
+            "inputs) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                _now(),
+                run.mode,
+                run.workers,
+                run.config_sha256,
+                run.config_json,
+                json.dumps(run.inputs),
+            ),
         )
         assert cursor.lastrowid is not None
         return cursor.lastrowid
@@ -310,6 +318,13 @@ class SQLiteCatalog:
             if row["source"] in found:
                 found[row["source"]]["variants"].append(row["path"])
         return found
+
+    def last_config(self) -> str | None:
+        """Return the configuration (JSON) of the latest run, if any."""
+        row = self.connection.execute(
+            "SELECT config FROM runs WHERE config IS NOT NULL ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return None if row is None else str(row["config"])
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """Return the images in the dead-letter queue, oldest first."""
