@@ -11,7 +11,8 @@ import os
 import time
 from pathlib import Path
 
-from imgflow.pipeline import Loaded, Pipeline
+from imgflow.pipeline import Described, Loaded, Pipeline
+from imgflow.records import ImageResult, Source
 from imgflow.stages.transform import Rendered
 
 
@@ -28,6 +29,23 @@ class FaultyPipeline(Pipeline):
             return False
         marker.write_bytes(b"")
         return True
+
+    def _maybe_fail(self, stage: str, path: str) -> None:
+        name = Path(path).stem
+        if name.startswith(f"ioerror_{stage}_once") and self._first_attempt(name):
+            raise OSError(5, f"Input/output error in {stage}")
+
+    def load(self, source: Source, data: bytes | None = None) -> Loaded:
+        self._maybe_fail("load", source.path)
+        return super().load(source, data)
+
+    def describe(self, loaded: Loaded, data: bytes) -> Described:
+        self._maybe_fail("describe", loaded.source.path)
+        return super().describe(loaded, data)
+
+    def store(self, described: Described, rendered: list[Rendered]) -> ImageResult:
+        self._maybe_fail("store", described.loaded.source.path)
+        return super().store(described, rendered)
 
     def render(
         self, loaded: Loaded, data: bytes, *, engine: str = "vips"

@@ -101,3 +101,14 @@ def test_rejection_never_retried(tmp_path: Path) -> None:
     cut = next(r for r in summary.results if r.source.path.endswith("cut.png"))
     assert cut.status is Status.REJECTED
     assert cut.attempts == 1
+
+
+@pytest.mark.parametrize("mode", ["sequential", *WORKER_MODELS])
+@pytest.mark.parametrize("stage", ["load", "describe", "store"])
+def test_io_error_in_each_stage_retried(mode: str, stage: str, tmp_path: Path) -> None:
+    """An I/O error in any stage is retried, and the image then completes."""
+    name = f"ioerror_{stage}_once"
+    results, summary = _run(tmp_path, [name, "good_a"], mode)
+    assert results[name].status is Status.DONE
+    assert results[name].attempts == 2
+    assert summary.counts == {"done": 2}
