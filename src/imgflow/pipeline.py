@@ -168,7 +168,7 @@ class Pipeline:
         )
 
     def process(self, source: Source, *, engine: str = "vips") -> ImageResult:
-        """Run every stage on one source; never raises for a bad image."""
+        """Run every stage on one source; a bad image becomes a rejected or failed result."""
         started = time.perf_counter()
         stage = ingest.STAGE
         try:

@@ -356,7 +356,7 @@ def _record(
     begun: dict[int, Source],
     layout: OutputLayout,
 ) -> str | None:
-    """Journal one outcome; on a catalog failure, stop intake and say why.
+    """Journal one outcome; on a catalog failure, stop intake and return the error.
 
     Output files of an earlier outcome that this one replaced are removed.
     """
@@ -384,8 +384,8 @@ def _remove_abandoned_outputs(
 ) -> None:
     """Remove what images abandoned mid-run wrote, and temporary files.
 
-    Their complete variants may already be renamed into place while the
-    catalog never heard of them; an image recorded as done by another
+    Their complete variants may already be renamed into place although the
+    catalog has no record of them. An image recorded as done by another
     source with the same key keeps its files.
     """
     _remove_stale_temporaries(request.out_dir)

@@ -98,8 +98,8 @@ class RunControl:
 class Feeder:
     """Hands out sources one at a time, within the limits of a `RunControl`.
 
-    It also schedules retries: `complete` takes a result, and when the
-    retry policy says the failure may pass, holds the source back for a
+    It also schedules retries. `complete` takes a result, and when the
+    retry policy allows another attempt, it holds the source back for a
     backoff delay and hands it out again instead of letting the result
     through. A source waiting for a retry stays in flight, so the ordering
     window and the end of the run wait for it.

@@ -1,4 +1,4 @@
-"""A process pool that knows which task each worker is running.
+"""A process pool that tracks which task each worker is running.
 
 `concurrent.futures.ProcessPoolExecutor` fails every pending future when one
 worker dies, and cannot stop a task stuck in C code. Here each worker has its
@@ -85,7 +85,7 @@ def _worker_main(
         try:
             connection.send((task_id, *value, retiring))
         except (BrokenPipeError, OSError):
-            return  # The parent has gone; nobody is waiting for this result.
+            return  # The parent has gone, so the result has no reader.
         if retiring:
             return
 
