@@ -22,6 +22,7 @@ def _drain(pool: WorkerPool, count: int, limit: float = 30.0) -> dict:
 @pytest.fixture
 def pool():
     made = WorkerPool(2, behave, task_timeout=2.0)
+    assert made.wait_ready()
     yield made
     made.terminate()
 
@@ -45,6 +46,7 @@ def test_crash_costs_only_its_task(pool: WorkerPool) -> None:
     assert "exited with status 3" in done["crash"].message
     assert done["fine"].outcome is Outcome.OK
     assert pool.size == 2
+    assert pool.wait_ready()
     assert pool.idle() == 2
     pool.submit("after", ("ok", 5))
     assert _drain(pool, 1)["after"].value == "ok:5"
@@ -59,6 +61,7 @@ def test_time_limit_ends_worker(pool: WorkerPool) -> None:
     assert done["stuck"].outcome is Outcome.TIMED_OUT
     assert time.monotonic() - started < 30
     assert set(pool.pids()) != old_pids
+    assert pool.wait_ready()
     assert pool.idle() == 2
 
 
@@ -82,13 +85,27 @@ def test_worker_over_memory_limit_recycled() -> None:
     """A worker over the memory ceiling is replaced between tasks; no task is lost."""
     pool = WorkerPool(1, behave, max_rss=1)
     try:
+        assert pool.wait_ready()
         first_pid = pool.pids()[0]
         pool.submit("a", ("ok", 1))
         assert _drain(pool, 1)["a"].outcome is Outcome.OK
         assert pool.pids()[0] != first_pid
+        assert pool.wait_ready()
         pool.submit("b", ("ok", 2))
         done = _drain(pool, 1)
         assert done["b"].outcome is Outcome.OK
         assert done["b"].value == "ok:2"
+    finally:
+        pool.terminate()
+
+
+def test_time_limit_excludes_start_up() -> None:
+    """A task's clock starts when a ready worker takes it, not at pool start."""
+    pool = WorkerPool(1, behave, task_timeout=1.0)
+    try:
+        assert pool.idle() == 0
+        assert pool.wait_ready()
+        pool.submit("quick", ("sleep", 0.5))
+        assert _drain(pool, 1)["quick"].outcome is Outcome.OK
     finally:
         pool.terminate()

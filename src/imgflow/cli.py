@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from imgflow.config import load_config, parse_config, starter_config
 from imgflow.errors import ConfigError, ExitCode, Status, UsageError
 from imgflow.executors import MODES, RunControl
 from imgflow.outdir import check_report_path, check_writable, locked
+from imgflow.records import display_path
 from imgflow.runner import (
     RunRequest,
     RunSummary,
@@ -521,8 +523,10 @@ def dlq_list(out_dir: Path) -> None:
 def dlq_show(out_dir: Path, source: str) -> None:
     """Show everything recorded about one dead image, traceback included."""
     catalog = _open_catalog(out_dir)
+    # The catalog stores absolute paths; accept one relative to here too.
+    wanted = {source, display_path(os.path.abspath(source))}
     try:
-        rows = [row for row in catalog.dead_letters() if row["source"] == source]
+        rows = [row for row in catalog.dead_letters() if row["source"] in wanted]
     finally:
         catalog.close()
     if not rows:

@@ -167,6 +167,8 @@ class _Stages:
                     pool.submit(index, described.loaded)
                     running[index] = described
                 if not running:
+                    if not pool.idle():
+                        pool.poll(DISPATCH_POLL_SECONDS)  # workers still starting
                     continue
                 # While a worker is idle, wake often to hand it new work.
                 timeout = DISPATCH_POLL_SECONDS if pool.idle() else POLL_SECONDS

@@ -67,6 +67,9 @@ def _worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if initializer is not None:
         initializer(*initargs)
+    # Tells the parent that start-up is over: a task's time limit starts
+    # when a ready worker takes it, so start-up never counts against it.
+    connection.send(None)
     while True:
         try:
             message = connection.recv()
@@ -135,10 +138,15 @@ class _Worker:
     connection: Connection
     task_id: Any = None
     started: float = 0.0
+    ready: bool = False
 
     @property
     def busy(self) -> bool:
         return self.task_id is not None
+
+    @property
+    def available(self) -> bool:
+        return self.ready and not self.busy
 
 
 def _exit_description(process: Any) -> str:
@@ -209,10 +217,21 @@ class WorkerPool:
         return len(self._workers)
 
     def idle(self) -> int:
-        return sum(1 for worker in self._workers if not worker.busy)
+        """Count the workers that have started up and have no task."""
+        return sum(1 for worker in self._workers if worker.available)
+
+    def wait_ready(self, timeout: float = 30.0) -> bool:
+        """Wait until every worker has started up; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self.idle() + self.busy() < self.size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.poll(min(remaining, 0.1))
+        return True
 
     def busy(self) -> int:
-        return len(self._workers) - self.idle()
+        return sum(1 for worker in self._workers if worker.busy)
 
     def pids(self) -> list[int]:
         return [worker.process.pid for worker in self._workers]
@@ -220,12 +239,12 @@ class WorkerPool:
     def submit(self, task_id: Any, argument: Any) -> None:
         """Hand one task to an idle worker; raises RuntimeError if none is idle."""
         for worker in self._workers:
-            if not worker.busy:
+            if worker.available:
                 worker.connection.send((task_id, argument))
                 worker.task_id = task_id
                 worker.started = time.monotonic()
                 return
-        raise RuntimeError("no idle worker: poll() for completions first")
+        raise RuntimeError("no idle worker: poll() for completions or start-up first")
 
     def _replace(self, worker: _Worker) -> None:
         worker.connection.close()
@@ -236,9 +255,13 @@ class WorkerPool:
 
     def _receive(self, worker: _Worker) -> Completion | None:
         try:
-            task_id, ok, value, retiring = worker.connection.recv()
+            message = worker.connection.recv()
         except (EOFError, OSError):
             return None
+        if message is None:
+            worker.ready = True
+            return None
+        task_id, ok, value, retiring = message
         worker.task_id = None
         if retiring:
             log.info(
@@ -255,7 +278,7 @@ class WorkerPool:
         watched: list[Any] = []
         for worker in self._workers:
             watched.append(worker.process.sentinel)
-            if worker.busy:
+            if worker.busy or not worker.ready:
                 watched.append(worker.connection)
         return watched
 
