@@ -6,9 +6,9 @@ own pipe and runs one task at a time, so the parent always knows whose task
 was lost: a worker that crashes, is killed or passes its time limit costs
 only its own task, and a fresh worker takes its place.
 
-Workers are forked from a fork server that has imported imgflow once, so a
-worker starts in milliseconds instead of paying a quarter of a second of
-imports. They ignore SIGINT: the parent decides how a run stops.
+Workers are started with `spawn`, because libvips keeps threads that a
+forked child would inherit in an undefined state. They ignore SIGINT: the
+parent decides how a run stops.
 """
 
 from __future__ import annotations
@@ -112,26 +112,6 @@ def _worker_environment() -> Iterator[None]:
             os.environ.pop(name, None)
 
 
-# Imported once by the fork server, so workers start without importing them.
-_PRELOAD = [
-    "imgflow.executors.parallel",
-    "imgflow.executors.pipelined",
-    "imgflow.executors.hybrid",
-]
-
-
-def _worker_context() -> Any:
-    """Return the fork-server context, preloaded with the worker modules.
-
-    The server is a fresh single-threaded process that never touches
-    pixels, so forking it is safe for libvips. Forking the coordinating
-    process, which may run threads (progress bar, readers), would not be.
-    """
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(_PRELOAD)
-    return context
-
-
 @dataclass(slots=True)
 class _Worker:
     process: Any
@@ -182,7 +162,7 @@ class WorkerPool:
     ) -> None:
         if size < 1:
             raise ValueError(f"a pool needs at least one worker, got {size}")
-        self._context = _worker_context()
+        self._context = multiprocessing.get_context("spawn")
         self._function = function
         self._initializer = initializer
         self._initargs = tuple(initargs)
