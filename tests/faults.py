@@ -32,8 +32,14 @@ class FaultyPipeline(Pipeline):
 
     def _maybe_fail(self, stage: str, path: str) -> None:
         name = Path(path).stem
-        if name.startswith(f"ioerror_{stage}_once") and self._first_attempt(name):
+        if not name.endswith(f"_{stage}_once") or not self._first_attempt(name):
+            return
+        if name.startswith("ioerror_"):
             raise OSError(5, f"Input/output error in {stage}")
+        if name.startswith("crash_"):
+            os._exit(3)
+        if name.startswith("hang_"):
+            time.sleep(120)
 
     def load(self, source: Source, data: bytes | None = None) -> Loaded:
         self._maybe_fail("load", source.path)
@@ -53,10 +59,10 @@ class FaultyPipeline(Pipeline):
         name = Path(loaded.source.path).stem
         if name.startswith("crash_always"):
             os._exit(3)
-        if name.startswith("crash_once") and self._first_attempt(name):
+        if name == "crash_once" and self._first_attempt(name):
             os._exit(3)
-        if name.startswith("hang_once") and self._first_attempt(name):
+        if name == "hang_once" and self._first_attempt(name):
             time.sleep(120)
-        if name.startswith("ioerror_once") and self._first_attempt(name):
+        if name == "ioerror_once" and self._first_attempt(name):
             raise OSError(5, "Input/output error")
         return super().render(loaded, data, engine=engine)

@@ -112,3 +112,28 @@ def test_io_error_in_each_stage_retried(mode: str, stage: str, tmp_path: Path) -
     assert results[name].status is Status.DONE
     assert results[name].attempts == 2
     assert summary.counts == {"done": 2}
+
+
+# In these models every stage runs in a worker process, so a crash or a hang
+# in any stage costs only that worker.
+WHOLE_IMAGE_MODELS = ["parallel", "hybrid"]
+
+
+@pytest.mark.parametrize("mode", WHOLE_IMAGE_MODELS)
+@pytest.mark.parametrize("stage", ["load", "describe", "store"])
+def test_crash_in_each_stage_recovered(mode: str, stage: str, tmp_path: Path) -> None:
+    """A worker that dies in any stage is replaced and the image completes."""
+    name = f"crash_{stage}_once"
+    results, summary = _run(tmp_path, [name, "good_a"], mode)
+    assert results[name].status is Status.DONE
+    assert summary.counts == {"done": 2}
+
+
+@pytest.mark.parametrize("mode", WHOLE_IMAGE_MODELS)
+@pytest.mark.parametrize("stage", ["load", "store"])
+def test_hang_in_each_stage_ended(mode: str, stage: str, tmp_path: Path) -> None:
+    """A stage that hangs is ended by the time limit and the image completes."""
+    name = f"hang_{stage}_once"
+    results, summary = _run(tmp_path, [name, "good_a"], mode, time_limit=3.0)
+    assert results[name].status is Status.DONE
+    assert summary.counts == {"done": 2}

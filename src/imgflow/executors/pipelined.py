@@ -112,6 +112,9 @@ class _Stages:
                 continue
         return False
 
+    # NOTE: reading, validation, metadata and writing run on threads of the
+    # coordinating process, where --time-limit cannot reach: a read stuck on
+    # a dead network mount blocks its reader thread until the read returns.
     def read_loop(self) -> None:
         while not self.closing.is_set():
             source = self.feeder.admit(wait=POLL_SECONDS)
