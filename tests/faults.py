@@ -17,7 +17,7 @@ from imgflow.stages.transform import Rendered
 
 
 class FaultyPipeline(Pipeline):
-    """Renders normally unless the file name asks for a fault."""
+    """Renders normally unless the file name requests a fault."""
 
     def __init__(self, *args: object, markers: Path, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ import time
 
 
 def behave(argument: tuple[str, float]) -> str:
-    """Return, crash, raise or hang, as the argument asks."""
+    """Return, crash, raise or hang, as the argument requests."""
     action, value = argument
     if action == "exit":
         os._exit(int(value))

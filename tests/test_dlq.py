@@ -96,7 +96,7 @@ def test_dlq_on_missing_catalog(tmp_path: Path) -> None:
 
 
 def test_dead_status_in_report(dead_run: tuple[Path, Path]) -> None:
-    """The dead image keeps status failed in results; the catalog says dead."""
+    """The dead image keeps status failed in results; the catalog records dead."""
     import sqlite3
 
     out, dead = dead_run

@@ -36,7 +36,7 @@ def mixed_inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _many_sources(folder: Path, count: int) -> list[Source]:
-    """More sources than any model holds in flight, cycling over the small files."""
+    """More sources than any model keeps in flight, cycling over the small files."""
     paths = sorted(str(p) for p in folder.glob("b_small_*.jpg"))
     return [Source(index, paths[index % len(paths)]) for index in range(count)]
 
@@ -90,7 +90,7 @@ def test_feeder_window_bounds_reorder_buffer() -> None:
 
 @pytest.mark.parametrize("mode", ["parallel", "pipelined", "hybrid"])
 def test_sources_pulled_lazily(mode: str, mixed_inputs: Path, tmp_path: Path) -> None:
-    """An executor holds a bounded number of sources, not the whole input."""
+    """An executor keeps a bounded number of sources, not the whole input."""
     paths = sorted(str(p) for p in mixed_inputs.glob("b_small_*.jpg"))
     total = 200
     pulled = 0

@@ -524,9 +524,9 @@ def dlq_show(out_dir: Path, source: str) -> None:
     """Show everything recorded about one dead image, traceback included."""
     catalog = _open_catalog(out_dir)
     # The catalog stores absolute paths; accept one relative to here too.
-    wanted = {source, display_path(os.path.abspath(source))}
+    candidates = {source, display_path(os.path.abspath(source))}
     try:
-        rows = [row for row in catalog.dead_letters() if row["source"] in wanted]
+        rows = [row for row in catalog.dead_letters() if row["source"] in candidates]
     finally:
         catalog.close()
     if not rows:

@@ -16,7 +16,7 @@ import enum
 
 
 class Reason(enum.StrEnum):
-    """Why an image was rejected or failed; stored in the catalog and report."""
+    """Reason an image was rejected or failed, stored in the catalog and report."""
 
     EMPTY_FILE = "empty_file"
     UNREADABLE = "unreadable"

@@ -37,7 +37,7 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class Header:
-    """What validation read from an image's header, before any decode."""
+    """Header facts read by validation, before any decode."""
 
     format: str
     width: int

@@ -15,7 +15,7 @@ from imgflow.records import ImageResult
 
 @dataclass(frozen=True, slots=True)
 class RunInfo:
-    """What a run was asked to do."""
+    """The request a run was started with."""
 
     mode: str
     workers: int

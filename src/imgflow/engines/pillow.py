@@ -1,6 +1,6 @@
 """Pillow imaging engine, the fast path for small baseline JPEGs.
 
-Cost model: `draft` asks libjpeg to decode at 1/2, 1/4 or 1/8 scale, the
+Cost model: `draft` makes libjpeg decode at 1/2, 1/4 or 1/8 scale, the
 smallest that still covers the largest variant; the variants are then
 resized in a cascade, each from the smallest earlier result that covers it.
 On photos under about a megapixel this beats libvips, whose per-image setup

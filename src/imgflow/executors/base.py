@@ -99,7 +99,7 @@ class Feeder:
     """Hands out sources one at a time, within the limits of a `RunControl`.
 
     It also schedules retries. `complete` takes a result, and when the
-    retry policy allows another attempt, it holds the source back for a
+    retry policy allows another attempt, it keeps the source back for a
     backoff delay and hands it out again instead of letting the result
     through. A source waiting for a retry stays in flight, so the ordering
     window and the end of the run wait for it.

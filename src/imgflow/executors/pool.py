@@ -2,7 +2,7 @@
 
 `concurrent.futures.ProcessPoolExecutor` fails every pending future when one
 worker dies, and cannot stop a task stuck in C code. Here each worker has its
-own pipe and runs one task at a time, so the parent always knows whose task
+own pipe and runs one task at a time, so the parent always tracks whose task
 was lost: a worker that crashes, is killed or passes its time limit costs
 only its own task, and a fresh worker takes its place.
 

@@ -160,7 +160,7 @@ def _parse_exif(image: Image.Image) -> Image.Exif:
     exif = Image.Exif()
     exif.load(raw)
     if not exif and len(raw) > 14:
-        raise ValueError(f"{len(raw)}-byte EXIF block holds no readable tags")
+        raise ValueError(f"{len(raw)}-byte EXIF block contains no readable tags")
     return exif
 
 
