@@ -61,6 +61,17 @@ def test_list_shows_dead_image(dead_run: tuple[Path, Path]) -> None:
     assert "good.jpg" not in result.text
 
 
+def test_list_json_for_scripts(dead_run: tuple[Path, Path]) -> None:
+    """--json prints one parseable line per dead image with the full path."""
+    import json
+
+    out, dead = dead_run
+    result = _cli("dlq", "list", "--out", str(out), "--json")
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert [line["source"] for line in lines] == [str(dead)]
+    assert lines[0]["reason"] == "io_error"
+
+
 def test_show_prints_details(dead_run: tuple[Path, Path]) -> None:
     """show prints every recorded field of one dead image."""
     out, dead = dead_run

@@ -496,13 +496,23 @@ _OUT_OPTION = click.option(
 
 @dlq.command("list")
 @_OUT_OPTION
-def dlq_list(out_dir: Path) -> None:
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object per dead image instead of a table, for scripts.",
+)
+def dlq_list(out_dir: Path, as_json: bool) -> None:
     """List the dead images, oldest first."""
     catalog = _open_catalog(out_dir)
     try:
         rows = catalog.dead_letters()
     finally:
         catalog.close()
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
     if not rows:
         stdout.print("The dead-letter queue is empty.")
         return
