@@ -180,7 +180,7 @@ def test_renamed_variant_removes_old_folder_files(tmp_path: Path) -> None:
     out = tmp_path / "out"
     _run(tmp_path / "in", out)
     _run(tmp_path / "in", out, {"variants": {"small": {"size": 40}}})
-    assert list((out / "thumb").glob("*")) == []
+    assert not (out / "thumb").exists()
     assert len(list((out / "small").glob("*"))) == 1
 
 
@@ -232,3 +232,19 @@ def test_abandon_removes_unrecorded_outputs(mode: str, tmp_path: Path) -> None:
     on_disk = {p.relative_to(out).as_posix() for p in out.glob("thumb/*")}
     on_disk |= {p.relative_to(out).as_posix() for p in out.glob("medium/*")}
     assert on_disk == recorded
+
+
+def test_frames_over_limit_warned(tmp_path: Path) -> None:
+    """Frames dropped by max_frames are named in the image's warnings."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    frames = [Image.new("RGB", (20, 20), (50 * index, 0, 0)) for index in range(5)]
+    frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:])
+    config = {
+        "transform": {"animation": "keep", "max_frames": 3},
+        "variants": {"anim": {"size": 16, "format": "webp"}},
+    }
+    summary = _run(folder, tmp_path / "out", config)
+    result = summary.results[0]
+    assert result.status is Status.DONE
+    assert any("only the first 3 are kept" in w for w in result.warnings)

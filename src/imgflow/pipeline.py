@@ -114,6 +114,17 @@ class Pipeline:
 
     def describe(self, loaded: Loaded, data: bytes) -> Described:
         fields, warnings = metadata.read_metadata(data, loaded.header, loaded.sha256)
+        transform_config = self.config.transform
+        animates = any(v.format.animates for v in self.config.variants.values())
+        if (
+            transform_config.animation == "keep"
+            and animates
+            and loaded.header.pages > transform_config.max_frames
+        ):
+            warnings.append(
+                f"animation has {loaded.header.pages} frames; only the first "
+                f"{transform_config.max_frames} are kept (transform.max_frames)"
+            )
         return Described(loaded, fields, warnings)
 
     def read_verified(self, loaded: Loaded) -> bytes:

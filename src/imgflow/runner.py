@@ -6,6 +6,7 @@ small result records and never touch the catalog.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -371,7 +372,11 @@ def _record(
         control.request_stop()
         return message
     for relative in stale:
-        (layout.root / relative).unlink(missing_ok=True)
+        path = layout.root / relative
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            # A variant dropped from the config leaves no empty folder behind.
+            path.parent.rmdir()
     return None
 
 
