@@ -324,12 +324,16 @@ def run(
                 "skipped.",
                 highlight=False,
             )
-        stdout.print(_summary_table(summary))
-        problems = _problems_table(summary)
-        if problems is not None:
-            stdout.print(problems)
-        stdout.print(f"Output: {out_dir.resolve()}", highlight=False)
+        _print_summary(summary, out_dir)
     sys.exit(ExitCode.OK if summary.all_done else ExitCode.SOME_IMAGES_NOT_DONE)
+
+
+def _print_summary(summary: RunSummary, out_dir: Path) -> None:
+    stdout.print(_summary_table(summary))
+    problems = _problems_table(summary)
+    if problems is not None:
+        stdout.print(problems)
+    stdout.print(f"Output: {out_dir.resolve()}", highlight=False)
 
 
 @contextlib.contextmanager
@@ -599,10 +603,7 @@ def dlq_retry(
         stderr.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(ExitCode.USAGE)
     if not quiet:
-        stdout.print(_summary_table(summary))
-        problems = _problems_table(summary)
-        if problems is not None:
-            stdout.print(problems)
+        _print_summary(summary, out_dir)
     sys.exit(ExitCode.OK if summary.all_done else ExitCode.SOME_IMAGES_NOT_DONE)
 
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any
 
-from imgflow.engines import pillow, vips
+from imgflow.engines import pillow
+from imgflow.executors import worker
 from imgflow.executors.base import Feeder, RunControl
 from imgflow.executors.parallel import POLL_SECONDS, default_workers, result_of
 from imgflow.executors.pool import Outcome, WorkerPool
@@ -33,20 +34,10 @@ from imgflow.stages.validate import peek_header
 DEFAULT_SMALL_PIXELS = 1_500_000
 DEFAULT_BATCH_SIZE = 4
 
-_pipeline: Pipeline | None = None
-_engine = "vips"
-
-
-def start_lane_worker(pipeline: Pipeline, engine: str) -> None:
-    global _pipeline, _engine
-    _pipeline = pipeline
-    _engine = engine
-    vips.configure_worker(threads=1)
-
 
 def process_batch_in_worker(batch: list[Source]) -> list[ImageResult]:
-    assert _pipeline is not None, "worker started without a pipeline"
-    return [_pipeline.process(source, engine=_engine) for source in batch]
+    pipeline, engine = worker.pipeline(), worker.engine()
+    return [pipeline.process(source, engine=engine) for source in batch]
 
 
 @dataclass(slots=True)
@@ -101,7 +92,7 @@ class HybridExecutor:
         pool = WorkerPool(
             workers,
             process_batch_in_worker,
-            initializer=start_lane_worker,
+            initializer=worker.start,
             initargs=(pipeline, engine),
             task_timeout=timeout,
             max_rss=self.max_rss,

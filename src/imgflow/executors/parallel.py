@@ -11,8 +11,8 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 
-from imgflow.engines import vips
 from imgflow.errors import Reason, Status
+from imgflow.executors import worker
 from imgflow.executors.base import Feeder, RunControl
 from imgflow.executors.pool import Completion, Outcome, WorkerPool
 from imgflow.pipeline import Pipeline
@@ -23,18 +23,9 @@ log = logging.getLogger(__name__)
 # How often a waiting executor wakes to notice a stop request, in seconds.
 POLL_SECONDS = 0.2
 
-_pipeline: Pipeline | None = None
-
-
-def start_worker(pipeline: Pipeline) -> None:
-    global _pipeline
-    _pipeline = pipeline
-    vips.configure_worker(threads=1)
-
 
 def process_in_worker(source: Source) -> ImageResult:
-    assert _pipeline is not None, "worker started without a pipeline"
-    return _pipeline.process(source)
+    return worker.pipeline().process(source)
 
 
 def default_workers() -> int:
@@ -84,7 +75,7 @@ class ParallelExecutor:
         pool = WorkerPool(
             self.workers,
             process_in_worker,
-            initializer=start_worker,
+            initializer=worker.start,
             initargs=(pipeline,),
             task_timeout=self.time_limit,
             max_rss=self.max_rss,

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
-from imgflow.engines import vips
+from imgflow.executors import worker
 from imgflow.executors.base import Feeder, RunControl
 from imgflow.executors.parallel import POLL_SECONDS, default_workers, result_of
 from imgflow.executors.pool import Completion, Outcome, WorkerPool
@@ -44,23 +44,15 @@ DISPATCH_POLL_SECONDS = 0.005
 
 RenderOutcome = list[Rendered] | ImageResult
 
-_pipeline: Pipeline | None = None
-
-
-def start_render_worker(pipeline: Pipeline) -> None:
-    global _pipeline
-    _pipeline = pipeline
-    vips.configure_worker(threads=1)
-
 
 def render_in_worker(loaded: Loaded) -> RenderOutcome:
     """Render one image by reference; a failure comes back as its result."""
-    assert _pipeline is not None, "worker started without a pipeline"
+    pipeline = worker.pipeline()
     stage = ingest.STAGE
     try:
-        data = _pipeline.read_verified(loaded)
+        data = pipeline.read_verified(loaded)
         stage = transform.STAGE
-        return _pipeline.render(loaded, data)
+        return pipeline.render(loaded, data)
     except Exception as exc:  # noqa: BLE001 - reported as the image's result
         return failure(loaded.source, exc, stage, loaded.started)
 
@@ -218,7 +210,7 @@ class PipelinedExecutor:
         return WorkerPool(
             self.workers,
             render_in_worker,
-            initializer=start_render_worker,
+            initializer=worker.start,
             initargs=(pipeline,),
             task_timeout=self.time_limit,
             max_rss=self.max_rss,
