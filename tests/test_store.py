@@ -14,7 +14,7 @@ from imgflow.stages.ingest import read_source
 
 
 def test_write_atomic_replaces_whole_file(tmp_path: Path) -> None:
-    """The target holds the new bytes and no temporary file remains."""
+    """The target contains the new bytes and no temporary file remains."""
     target = tmp_path / "v" / "x.jpg"
     store.write_atomic(target, b"old", fsync=False)
     store.write_atomic(target, b"new bytes", fsync=True)
