@@ -20,7 +20,7 @@ import hashlib
 import logging
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ class Loaded:
     sha256: str
     key: str
     started: float
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +56,26 @@ class Described:
     warnings: list[str]
 
 
+class StageClock:
+    """Seconds spent in each stage of one image, taken as laps of one clock."""
+
+    def __init__(self, timings: dict[str, float] | None = None) -> None:
+        self.timings = timings if timings is not None else {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        """Add the time since the previous lap to `stage`."""
+        now = time.perf_counter()
+        self.timings[stage] = self.timings.get(stage, 0.0) + now - self._last
+        self._last = now
+
+
 def failure(
-    source: Source, exc: BaseException, stage: str, started: float
+    source: Source,
+    exc: BaseException,
+    stage: str,
+    started: float,
+    timings: dict[str, float] | None = None,
 ) -> ImageResult:
     """Build the result of an image that could not continue past `stage`."""
     if isinstance(exc, ImageError):
@@ -90,6 +109,7 @@ def failure(
             traceback="".join(traceback.format_exception(exc)),
         )
     result.seconds = time.perf_counter() - started
+    result.timings = dict(timings or {})
     return result
 
 
@@ -105,14 +125,19 @@ class Pipeline:
 
     def load(self, source: Source, data: bytes | None = None) -> Loaded:
         """Read (unless `data` is given) and validate one source."""
+        clock = StageClock()
         started = time.perf_counter()
         if data is None:
             data = self.read(source)
+            clock.lap(ingest.STAGE)
         header = validate.validate(data, self.config.validation)
         sha256 = hashlib.sha256(data).hexdigest()
-        return Loaded(source, header, sha256, image_key(source.path, sha256), started)
+        clock.lap(validate.STAGE)
+        key = image_key(source.path, sha256)
+        return Loaded(source, header, sha256, key, started, clock.timings)
 
     def describe(self, loaded: Loaded, data: bytes) -> Described:
+        clock = StageClock(loaded.timings)
         fields, warnings = metadata.read_metadata(data, loaded.header, loaded.sha256)
         transform_config = self.config.transform
         animates = any(v.format.animates for v in self.config.variants.values())
@@ -125,6 +150,7 @@ class Pipeline:
                 f"animation has {loaded.header.pages} frames; only the first "
                 f"{transform_config.max_frames} are kept (transform.max_frames)"
             )
+        clock.lap(metadata.STAGE)
         return Described(loaded, fields, warnings)
 
     def read_verified(self, loaded: Loaded) -> bytes:
@@ -156,6 +182,7 @@ class Pipeline:
 
     def store(self, described: Described, rendered: list[Rendered]) -> ImageResult:
         loaded = described.loaded
+        clock = StageClock(loaded.timings)
         fsync = self.config.output.fsync
         variants = store_variants(self.layout, loaded.key, rendered, fsync=fsync)
         store_sidecar(
@@ -166,6 +193,7 @@ class Pipeline:
             described.warnings,
             fsync=fsync,
         )
+        clock.lap(store.STAGE)
         return ImageResult(
             source=loaded.source,
             status=Status.DONE,
@@ -176,23 +204,29 @@ class Pipeline:
             warnings=described.warnings,
             seconds=time.perf_counter() - loaded.started,
             engine=rendered[0].engine if rendered else None,
+            timings=dict(loaded.timings),
         )
 
     def process(self, source: Source, *, engine: str = "vips") -> ImageResult:
         """Run every stage on one source; a bad image becomes a rejected or failed result."""
         started = time.perf_counter()
+        clock = StageClock()
         stage = ingest.STAGE
         try:
             data = self.read(source)
+            clock.lap(stage)
             stage = validate.STAGE
             loaded = self.load(source, data)
+            loaded.timings[ingest.STAGE] = clock.timings[ingest.STAGE]
+            clock = StageClock(loaded.timings)
             stage = transform.STAGE
             rendered = self.render(loaded, data, engine=engine)
+            clock.lap(stage)
             stage = metadata.STAGE
             described = self.describe(loaded, data)
             stage = store.STAGE
             result = self.store(described, rendered)
         except Exception as exc:  # noqa: BLE001 - one image must not end the run
-            return failure(source, exc, stage, started)
+            return failure(source, exc, stage, started, clock.timings)
         result.seconds = time.perf_counter() - started
         return result

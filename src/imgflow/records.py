@@ -93,6 +93,9 @@ class ImageResult:
     engine: str | None = None
     attempts: int = 1
     traceback: str | None = None
+    # Seconds per stage (ingest, validate, transform, metadata, store) for
+    # the stages this image went through.
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_report(self) -> dict[str, Any]:
         """Return the JSON form used by the run report."""
@@ -116,6 +119,9 @@ class ImageResult:
             "engine": self.engine,
             "attempts": self.attempts,
             "seconds": round(self.seconds, 4),
+            "stage_seconds": {
+                stage: round(seconds, 4) for stage, seconds in self.timings.items()
+            },
         }
 
 

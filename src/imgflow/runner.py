@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import os
 import sqlite3
 import time
@@ -32,6 +31,7 @@ from imgflow.pipeline import Pipeline
 from imgflow.records import ImageResult, Source
 from imgflow.stages.ingest import Filters, IngestIssue, iter_inputs
 from imgflow.stages.store import TEMP_PREFIX, OutputLayout, image_key, write_atomic
+from imgflow.stats import percentile
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +101,7 @@ class RunSummary:
 
     def latency(self, quantile: float) -> float | None:
         """Per-image processing time at `quantile`, nearest-rank, in seconds."""
-        times = sorted(result.seconds for result in self.results)
-        if not times:
-            return None
-        rank = max(1, math.ceil(quantile * len(times)))
-        return times[rank - 1]
+        return percentile((result.seconds for result in self.results), quantile)
 
     def to_report(self) -> dict[str, Any]:
         return {

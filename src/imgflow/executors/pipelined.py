@@ -28,7 +28,7 @@ from imgflow.executors import worker
 from imgflow.executors.base import Feeder, RunControl
 from imgflow.executors.parallel import POLL_SECONDS, default_workers, result_of
 from imgflow.executors.pool import Completion, Outcome, WorkerPool
-from imgflow.pipeline import Described, Loaded, Pipeline, failure
+from imgflow.pipeline import Described, Loaded, Pipeline, StageClock, failure
 from imgflow.records import ImageResult, Source
 from imgflow.stages import ingest, metadata, store, transform, validate
 from imgflow.stages.transform import Rendered
@@ -42,19 +42,24 @@ T = TypeVar("T")
 DISPATCH_POLL_SECONDS = 0.005
 
 
-RenderOutcome = list[Rendered] | ImageResult
+# The variants and the image's stage timings, or the image's final result.
+RenderOutcome = tuple[list[Rendered], dict[str, float]] | ImageResult
 
 
 def render_in_worker(loaded: Loaded) -> RenderOutcome:
     """Render one image by reference; a failure comes back as its result."""
     pipeline = worker.pipeline()
+    clock = StageClock(loaded.timings)
     stage = ingest.STAGE
     try:
         data = pipeline.read_verified(loaded)
+        clock.lap(stage)
         stage = transform.STAGE
-        return pipeline.render(loaded, data)
+        rendered = pipeline.render(loaded, data)
+        clock.lap(stage)
     except Exception as exc:  # noqa: BLE001 - reported as the image's result
-        return failure(loaded.source, exc, stage, loaded.started)
+        return failure(loaded.source, exc, stage, loaded.started, clock.timings)
+    return rendered, clock.timings
 
 
 def _get(source: queue.Queue[T], timeout: float = POLL_SECONDS) -> T | None:
@@ -181,7 +186,9 @@ class _Stages:
         elif isinstance(completion.value, ImageResult):
             self.results.put(completion.value)
         else:
-            self._put(self.to_store, (described, completion.value))
+            rendered, timings = completion.value
+            described.loaded.timings.update(timings)
+            self._put(self.to_store, (described, rendered))
 
 
 class PipelinedExecutor:

@@ -1,19 +1,15 @@
-"""The `imgflow` command line."""
+"""`imgflow run`: process images and show progress and a summary."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -25,12 +21,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from imgflow.catalog import SQLiteCatalog
-from imgflow.config import load_config, parse_config, starter_config
+from imgflow.cli.app import main, plural, setup_logging, stderr, stdout
+from imgflow.config import load_config
 from imgflow.errors import ConfigError, ExitCode, Status, UsageError
 from imgflow.executors import MODES, RunControl
 from imgflow.outdir import check_report_path, check_writable, locked
-from imgflow.records import display_path
 from imgflow.runner import (
     RunRequest,
     RunSummary,
@@ -39,42 +34,10 @@ from imgflow.runner import (
     write_report,
 )
 from imgflow.stages.ingest import Filters
-from imgflow.stages.store import OutputLayout
 
 MAX_LISTED_PROBLEMS = 50
 
 log = logging.getLogger(__name__)
-
-stderr = Console(stderr=True)
-stdout = Console()
-
-
-def _setup_logging(verbosity: int, quiet: bool) -> None:
-    level = logging.WARNING
-    if quiet:
-        level = logging.ERROR
-    elif verbosity == 1:
-        level = logging.INFO
-    elif verbosity >= 2:
-        level = logging.DEBUG
-    handler = RichHandler(console=stderr, show_path=False, rich_tracebacks=False)
-    handler.setFormatter(logging.Formatter("%(message)s [pid %(process)d]"))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
-    # libvips reports recoverable damage (extraneous bytes, a bad tile) as
-    # warnings; per image they are noise unless debugging.
-    logging.getLogger("pyvips").setLevel(
-        logging.WARNING if verbosity >= 2 else logging.ERROR
-    )
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="imgflow")
-def main() -> None:
-    """imgflow: run one image pipeline under the execution model that fits."""
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _summary_table(summary: RunSummary) -> Table:
@@ -101,7 +64,7 @@ def _summary_table(summary: RunSummary) -> Table:
         "-" if p95 is None else f"{p95:.3f}",
     )
     table.caption = (
-        f"mode {summary.mode}, {_count(summary.workers, 'worker')}, "
+        f"mode {summary.mode}, {plural(summary.workers, 'worker')}, "
         f"{summary.seconds:.1f} s"
     )
     if summary.mode_reason:
@@ -266,7 +229,7 @@ def run(
     failed, skipped as unreadable or not processed after a stop, 2 for a usage
     or configuration error.
     """
-    _setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet)
     try:
         config = load_config(config_path)
         if not inputs and not list_files:
@@ -304,7 +267,7 @@ def run(
                 + "; ".join(f"{issue.path}: {issue.message}" for issue in issues[:5])
             )
         with locked(out_dir):
-            summary = _execute_with_progress(request, sources, issues, quiet=quiet)
+            summary = execute_with_progress(request, sources, issues, quiet=quiet)
         if report_path is not None:
             write_report(summary, report_path)
     except (ConfigError, UsageError) as exc:
@@ -313,22 +276,22 @@ def run(
 
     if not quiet and summary.skipped and not summary.results:
         stdout.print(
-            f"Nothing to do: all {_count(len(summary.skipped), 'image')} were finished by an "
+            f"Nothing to do: all {plural(len(summary.skipped), 'image')} were finished by an "
             "earlier run with this configuration (use --redo to process them again).",
             highlight=False,
         )
     elif not quiet:
         if summary.skipped:
             stdout.print(
-                f"{_count(len(summary.skipped), 'image')} finished by an earlier run "
+                f"{plural(len(summary.skipped), 'image')} finished by an earlier run "
                 "skipped.",
                 highlight=False,
             )
-        _print_summary(summary, out_dir)
+        print_summary(summary, out_dir)
     sys.exit(ExitCode.OK if summary.all_done else ExitCode.SOME_IMAGES_NOT_DONE)
 
 
-def _print_summary(summary: RunSummary, out_dir: Path) -> None:
+def print_summary(summary: RunSummary, out_dir: Path) -> None:
     stdout.print(_summary_table(summary))
     problems = _problems_table(summary)
     if problems is not None:
@@ -359,7 +322,7 @@ def _stop_on_signals(control: RunControl) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _execute_with_progress(
+def execute_with_progress(
     request: RunRequest, sources: list, issues: list, *, quiet: bool
 ) -> RunSummary:
     control = request.control()
@@ -399,227 +362,3 @@ def _execute_with_bar(
             on_start=lambda total: progress.update(task, total=total),
             control=control,
         )
-
-
-@main.command()
-@click.argument("path", type=click.Path(path_type=Path), default="imgflow.toml")
-@click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def init(path: Path, force: bool) -> None:
-    """Write a commented starter configuration to PATH [default: imgflow.toml]."""
-    if path.is_dir():
-        stderr.print(f"[red]error:[/red] {path} is a folder; name a file")
-        sys.exit(ExitCode.USAGE)
-    if path.exists() and not force:
-        stderr.print(f"[red]error:[/red] {path} exists; use --force to overwrite it")
-        sys.exit(ExitCode.USAGE)
-    try:
-        path.write_text(starter_config(), encoding="utf-8")
-    except OSError as exc:
-        stderr.print(f"[red]error:[/red] cannot write {path}: {exc.strerror or exc}")
-        sys.exit(ExitCode.USAGE)
-    stdout.print(f"Wrote {path}", highlight=False)
-
-
-@main.command()
-@click.argument("out_dir", type=click.Path(path_type=Path))
-@click.option(
-    "--count",
-    type=click.IntRange(min=1),
-    default=24,
-    show_default=True,
-    help="Number of photos.",
-)
-@click.option(
-    "--megapixels",
-    type=click.FloatRange(min=0.01, max=100),
-    default=12.0,
-    show_default=True,
-    help="Size of each photo in megapixels (4:3).",
-)
-@click.option(
-    "--seed",
-    type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="Seed; the same seed writes the same bytes.",
-)
-@click.option("--progressive", is_flag=True, help="Write progressive JPEGs.")
-def samples(
-    out_dir: Path, count: int, megapixels: float, seed: int, progressive: bool
-) -> None:
-    """Generate realistic sample photos (JPEG with camera EXIF) into OUT_DIR."""
-    try:
-        from imgflow import samples as generator
-    except ImportError as exc:
-        stderr.print(
-            f"[red]error:[/red] sample generation needs the 'samples' extra "
-            f"(pip install 'imgflow[samples]'): {exc}"
-        )
-        sys.exit(ExitCode.USAGE)
-    try:
-        paths = generator.generate(
-            out_dir, count, megapixels=megapixels, seed=seed, progressive=progressive
-        )
-    except OSError as exc:
-        stderr.print(
-            f"[red]error:[/red] cannot write to {out_dir}: {exc.strerror or exc}"
-        )
-        sys.exit(ExitCode.USAGE)
-    stdout.print(
-        f"Wrote {_count(len(paths), 'sample photo')} to {out_dir}", highlight=False
-    )
-
-
-@main.group()
-def dlq() -> None:
-    """List, inspect, retry or purge the dead-letter queue of an output folder.
-
-    An image lands there when it failed on every attempt (I/O errors, lost
-    workers, time limits, unexpected errors); rejections never do.
-    """
-
-
-def _open_catalog(out_dir: Path) -> SQLiteCatalog:
-    path = OutputLayout(out_dir).catalog
-    if not path.is_file():
-        stderr.print(
-            f"[red]error:[/red] no catalog at {path}; is --out an imgflow output?"
-        )
-        sys.exit(ExitCode.USAGE)
-    return SQLiteCatalog(path)
-
-
-_OUT_OPTION = click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Output folder of the run.",
-)
-
-
-@dlq.command("list")
-@_OUT_OPTION
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print one JSON object per dead image instead of a table, for scripts.",
-)
-def dlq_list(out_dir: Path, as_json: bool) -> None:
-    """List the dead images, oldest first."""
-    catalog = _open_catalog(out_dir)
-    try:
-        rows = catalog.dead_letters()
-    finally:
-        catalog.close()
-    if as_json:
-        for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False))
-        return
-    if not rows:
-        stdout.print("The dead-letter queue is empty.")
-        return
-    table = Table(title=f"Dead letters in {out_dir}", title_justify="left")
-    for column in ("source", "stage", "reason", "attempts", "message"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(
-            row["source"], row["stage"] or "", row["reason"], str(row["attempts"]),
-            row["message"],
-        )  # fmt: skip
-    stdout.print(table)
-
-
-@dlq.command("show")
-@_OUT_OPTION
-@click.argument("source")
-def dlq_show(out_dir: Path, source: str) -> None:
-    """Show everything recorded about one dead image, traceback included."""
-    catalog = _open_catalog(out_dir)
-    # The catalog stores absolute paths; accept one relative to here too.
-    candidates = {source, display_path(os.path.abspath(source))}
-    try:
-        rows = [row for row in catalog.dead_letters() if row["source"] in candidates]
-    finally:
-        catalog.close()
-    if not rows:
-        stderr.print(f"[red]error:[/red] {source} is not in the dead-letter queue")
-        sys.exit(ExitCode.USAGE)
-    for name, value in rows[0].items():
-        if name != "traceback":
-            stdout.print(f"{name}: {value}", highlight=False)
-    stdout.print("traceback:", highlight=False)
-    stdout.print(rows[0]["traceback"] or "(none recorded)", highlight=False)
-
-
-@dlq.command("retry")
-@_OUT_OPTION
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    help="Use this configuration instead of the one of the latest run.",
-)
-@click.option(
-    "--mode",
-    type=click.Choice(("auto", *MODES)),
-    default="auto",
-    show_default=True,
-    help="Execution model.",
-)
-@click.option(
-    "--workers", type=click.IntRange(min=1), default=None, help="Worker processes."
-)
-@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
-def dlq_retry(
-    out_dir: Path, config_path: Path | None, mode: str, workers: int | None, quiet: bool
-) -> None:
-    """Run the dead images again; those that succeed leave the queue."""
-    _setup_logging(0, quiet)
-    catalog = _open_catalog(out_dir)
-    try:
-        dead = [row["source"] for row in catalog.dead_letters()]
-        stored = catalog.last_config()
-    finally:
-        catalog.close()
-    if not dead:
-        stdout.print("The dead-letter queue is empty; nothing to retry.")
-        return
-    try:
-        if config_path is not None:
-            config = load_config(config_path)
-        else:
-            config = parse_config(
-                json.loads(stored or "{}"), source="stored configuration"
-            )
-        request = RunRequest(
-            inputs=dead, out_dir=out_dir, config=config, mode=mode, workers=workers
-        )
-        sources, issues = collect_sources(request)
-        with locked(out_dir):
-            summary = _execute_with_progress(request, sources, issues, quiet=quiet)
-    except (ConfigError, UsageError) as exc:
-        stderr.print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(ExitCode.USAGE)
-    if not quiet:
-        _print_summary(summary, out_dir)
-    sys.exit(ExitCode.OK if summary.all_done else ExitCode.SOME_IMAGES_NOT_DONE)
-
-
-@dlq.command("purge")
-@_OUT_OPTION
-@click.argument("sources", nargs=-1)
-def dlq_purge(out_dir: Path, sources: tuple[str, ...]) -> None:
-    """Drop SOURCES (or every dead image) from the queue and the catalog."""
-    catalog = _open_catalog(out_dir)
-    try:
-        dead = {row["source"] for row in catalog.dead_letters()}
-        chosen = sorted(dead if not sources else set(sources) & dead)
-        unknown = sorted(set(sources) - dead)
-        catalog.purge(chosen)
-    finally:
-        catalog.close()
-    for source in unknown:
-        stderr.print(f"[yellow]not in the dead-letter queue:[/yellow] {source}")
-    stdout.print(f"Purged {_count(len(chosen), 'dead image')}.", highlight=False)

@@ -1,0 +1,177 @@
+"""`imgflow dlq`: the dead-letter queue of an output folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from imgflow.catalog import SQLiteCatalog
+from imgflow.cli.app import main, plural, setup_logging, stderr, stdout
+from imgflow.cli.run import execute_with_progress, print_summary
+from imgflow.config import load_config, parse_config
+from imgflow.errors import ConfigError, ExitCode, UsageError
+from imgflow.executors import MODES
+from imgflow.outdir import locked
+from imgflow.records import display_path
+from imgflow.runner import RunRequest, collect_sources
+from imgflow.stages.store import OutputLayout
+
+
+@main.group()
+def dlq() -> None:
+    """List, inspect, retry or purge the dead-letter queue of an output folder.
+
+    An image lands there when it failed on every attempt (I/O errors, lost
+    workers, time limits, unexpected errors); rejections never do.
+    """
+
+
+def _open_catalog(out_dir: Path) -> SQLiteCatalog:
+    path = OutputLayout(out_dir).catalog
+    if not path.is_file():
+        stderr.print(
+            f"[red]error:[/red] no catalog at {path}; is --out an imgflow output?"
+        )
+        sys.exit(ExitCode.USAGE)
+    return SQLiteCatalog(path)
+
+
+_OUT_OPTION = click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output folder of the run.",
+)
+
+
+@dlq.command("list")
+@_OUT_OPTION
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object per dead image instead of a table, for scripts.",
+)
+def dlq_list(out_dir: Path, as_json: bool) -> None:
+    """List the dead images, oldest first."""
+    catalog = _open_catalog(out_dir)
+    try:
+        rows = catalog.dead_letters()
+    finally:
+        catalog.close()
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    if not rows:
+        stdout.print("The dead-letter queue is empty.")
+        return
+    table = Table(title=f"Dead letters in {out_dir}", title_justify="left")
+    for column in ("source", "stage", "reason", "attempts", "message"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["source"], row["stage"] or "", row["reason"], str(row["attempts"]),
+            row["message"],
+        )  # fmt: skip
+    stdout.print(table)
+
+
+@dlq.command("show")
+@_OUT_OPTION
+@click.argument("source")
+def dlq_show(out_dir: Path, source: str) -> None:
+    """Show everything recorded about one dead image, traceback included."""
+    catalog = _open_catalog(out_dir)
+    # The catalog stores absolute paths; accept one relative to here too.
+    candidates = {source, display_path(os.path.abspath(source))}
+    try:
+        rows = [row for row in catalog.dead_letters() if row["source"] in candidates]
+    finally:
+        catalog.close()
+    if not rows:
+        stderr.print(f"[red]error:[/red] {source} is not in the dead-letter queue")
+        sys.exit(ExitCode.USAGE)
+    for name, value in rows[0].items():
+        if name != "traceback":
+            stdout.print(f"{name}: {value}", highlight=False)
+    stdout.print("traceback:", highlight=False)
+    stdout.print(rows[0]["traceback"] or "(none recorded)", highlight=False)
+
+
+@dlq.command("retry")
+@_OUT_OPTION
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="Use this configuration instead of the one of the latest run.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(("auto", *MODES)),
+    default="auto",
+    show_default=True,
+    help="Execution model.",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=None, help="Worker processes."
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+def dlq_retry(
+    out_dir: Path, config_path: Path | None, mode: str, workers: int | None, quiet: bool
+) -> None:
+    """Run the dead images again; those that succeed leave the queue."""
+    setup_logging(0, quiet)
+    catalog = _open_catalog(out_dir)
+    try:
+        dead = [row["source"] for row in catalog.dead_letters()]
+        stored = catalog.last_config()
+    finally:
+        catalog.close()
+    if not dead:
+        stdout.print("The dead-letter queue is empty; nothing to retry.")
+        return
+    try:
+        if config_path is not None:
+            config = load_config(config_path)
+        else:
+            config = parse_config(
+                json.loads(stored or "{}"), source="stored configuration"
+            )
+        request = RunRequest(
+            inputs=dead, out_dir=out_dir, config=config, mode=mode, workers=workers
+        )
+        sources, issues = collect_sources(request)
+        with locked(out_dir):
+            summary = execute_with_progress(request, sources, issues, quiet=quiet)
+    except (ConfigError, UsageError) as exc:
+        stderr.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(ExitCode.USAGE)
+    if not quiet:
+        print_summary(summary, out_dir)
+    sys.exit(ExitCode.OK if summary.all_done else ExitCode.SOME_IMAGES_NOT_DONE)
+
+
+@dlq.command("purge")
+@_OUT_OPTION
+@click.argument("sources", nargs=-1)
+def dlq_purge(out_dir: Path, sources: tuple[str, ...]) -> None:
+    """Drop SOURCES (or every dead image) from the queue and the catalog."""
+    catalog = _open_catalog(out_dir)
+    try:
+        dead = {row["source"] for row in catalog.dead_letters()}
+        chosen = sorted(dead if not sources else set(sources) & dead)
+        unknown = sorted(set(sources) - dead)
+        catalog.purge(chosen)
+    finally:
+        catalog.close()
+    for source in unknown:
+        stderr.print(f"[yellow]not in the dead-letter queue:[/yellow] {source}")
+    stdout.print(f"Purged {plural(len(chosen), 'dead image')}.", highlight=False)

@@ -1,0 +1,1 @@
+"""Charts and HTML pages for run reports, model comparisons and plans."""
