@@ -32,6 +32,13 @@ from imgflow.records import ImageResult, Source
 from imgflow.stages.ingest import Filters, IngestIssue, iter_inputs
 from imgflow.stages.store import TEMP_PREFIX, OutputLayout, image_key, write_atomic
 from imgflow.stats import percentile
+from imgflow.telemetry.metrics import RunMetrics
+from imgflow.telemetry.report import (
+    failures_by_reason,
+    html_page,
+    stage_latency,
+    throughput_series,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +93,8 @@ class RunSummary:
     mode_reason: str | None = None
     skipped: list[Skipped] = field(default_factory=list)
     catalog_error: str | None = None
+    # Seconds since the run started at which each result arrived.
+    finish_offsets: list[float] = field(default_factory=list)
 
     @property
     def all_done(self) -> bool:
@@ -120,7 +129,11 @@ class RunSummary:
                 "images_per_second": round(self.images_per_second, 3),
                 "p50_seconds": _round(self.latency(0.50)),
                 "p95_seconds": _round(self.latency(0.95)),
+                "p99_seconds": _round(self.latency(0.99)),
             },
+            "throughput": throughput_series(self.finish_offsets, self.seconds),
+            "stages": stage_latency(self.results),
+            "failures_by_reason": failures_by_reason(self.results),
             "images": [result.to_report() for result in self.results],
             "issues": [{"path": i.path, "message": i.message} for i in self.issues],
             "not_processed": [source.path for source in self.not_processed],
@@ -223,11 +236,13 @@ def execute(
     on_start: Callable[[int], None] | None = None,
     control: RunControl | None = None,
     pipeline: Pipeline | None = None,
+    metrics: RunMetrics | None = None,
 ) -> RunSummary:
     """Run the pipeline over `sources` and record each outcome in the catalog.
 
     A KeyboardInterrupt (a second stop request) ends the run early; what
     finished is still recorded and the rest is listed as not processed.
+    `metrics`, when given, observes every result and the live executor.
     """
     layout = OutputLayout(request.out_dir)
     request.out_dir.mkdir(parents=True, exist_ok=True)
@@ -277,6 +292,8 @@ def execute(
         )
     )
     catalog.mark(PENDING, sources)
+    if metrics is not None:
+        metrics.attach(control, len(sources))
     if on_start is not None:
         on_start(len(sources))
     log.info(
@@ -286,9 +303,19 @@ def execute(
         executor.name,
         executor.workers,
         request.out_dir,
+        extra={
+            "event": "run_started",
+            "run_id": run_id,
+            "images": len(sources),
+            "mode": executor.name,
+            "workers": executor.workers,
+            "out_dir": str(request.out_dir),
+            "config_sha256": config_sha256,
+        },
     )
     started = time.perf_counter()
     results: list[ImageResult] = []
+    finish_offsets: list[float] = []
     begun: dict[int, Source] = {}
     catalog_error: str | None = None
     stream = executor.run(pipeline, sources, control)
@@ -297,7 +324,10 @@ def execute(
     try:
         for result in stream:
             results.append(result)
-            _log_outcome(result)
+            finish_offsets.append(time.perf_counter() - started)
+            _log_outcome(result, run_id)
+            if metrics is not None:
+                metrics.observe(result)
             if catalog_error is None:
                 catalog_error = _record(catalog, run_id, result, control, begun, layout)
             begun.pop(result.source.index, None)
@@ -319,6 +349,8 @@ def execute(
         except sqlite3.Error as exc:
             catalog_error = catalog_error or f"catalog write failed: {exc}"
         catalog.close()
+        if metrics is not None:
+            metrics.detach()
 
     finished = {result.source.index for result in results}
     summary = RunSummary(
@@ -332,6 +364,7 @@ def execute(
         mode_reason=mode_reason,
         skipped=skipped,
         catalog_error=catalog_error,
+        finish_offsets=sorted(finish_offsets),
     )
     log.info(
         "run %d finished in %.1f s: %s%s",
@@ -341,6 +374,16 @@ def execute(
         f", {len(summary.not_processed)} not processed"
         if summary.not_processed
         else "",
+        extra={
+            "event": "run_finished",
+            "run_id": run_id,
+            "seconds": round(seconds, 3),
+            "not_processed": len(summary.not_processed),
+            **{
+                status: counts.get(status, 0)
+                for status in ("done", "rejected", "failed")
+            },
+        },
     )
     return summary
 
@@ -408,20 +451,43 @@ def _remove_abandoned_outputs(
         layout.sidecar_path(key).unlink(missing_ok=True)
 
 
-def _log_outcome(result: ImageResult) -> None:
+def _log_outcome(result: ImageResult, run_id: int) -> None:
+    """Log one line per image: INFO when done or rejected, WARNING when failed.
+
+    Unexpected errors were already logged at ERROR, with their traceback,
+    where they were caught.
+    """
+    fields = {
+        "event": "image",
+        "run_id": run_id,
+        "source": result.source.text,
+        "status": result.status.value,
+        "stage": result.stage,
+        "reason": result.reason.value if result.reason else None,
+        "seconds": round(result.seconds, 4),
+        "attempts": result.attempts,
+        "engine": result.engine,
+    }
     if result.status is Status.DONE:
-        log.debug("%s done in %.3f s", result.source.text, result.seconds)
+        log.info("%s done in %.3f s", result.source.text, result.seconds, extra=fields)
         return
-    log.info(
+    log.log(
+        logging.WARNING if result.status is Status.FAILED else logging.INFO,
         "%s %s at %s: %s (%s)",
         result.source.text,
         result.status.value,
         result.stage,
         result.reason.value if result.reason else "-",
         result.message,
+        extra=fields,
     )
 
 
 def write_report(summary: RunSummary, path: Path) -> None:
     data = json.dumps(summary.to_report(), indent=2, ensure_ascii=False) + "\n"
     write_atomic(path, data.encode(), fsync=False)
+
+
+def write_html_report(summary: RunSummary, path: Path) -> None:
+    """Write the run report as an HTML page with charts."""
+    html_page(summary, summary.to_report()).write(path)

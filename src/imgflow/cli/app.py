@@ -6,7 +6,8 @@ import logging
 
 import click
 from rich.console import Console
-from rich.logging import RichHandler
+
+from imgflow.telemetry.logs import FORMATS, LogFormat, configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -14,22 +15,23 @@ stderr = Console(stderr=True)
 stdout = Console()
 
 
-def setup_logging(verbosity: int, quiet: bool) -> None:
-    level = logging.WARNING
-    if quiet:
-        level = logging.ERROR
-    elif verbosity == 1:
-        level = logging.INFO
-    elif verbosity >= 2:
-        level = logging.DEBUG
-    handler = RichHandler(console=stderr, show_path=False, rich_tracebacks=False)
-    handler.setFormatter(logging.Formatter("%(message)s [pid %(process)d]"))
-    logging.basicConfig(level=level, handlers=[handler], force=True)
-    # libvips reports recoverable damage (extraneous bytes, a bad tile) as
-    # warnings; per image they are noise unless debugging.
-    logging.getLogger("pyvips").setLevel(
-        logging.WARNING if verbosity >= 2 else logging.ERROR
+def setup_logging(verbosity: int, quiet: bool, log_format: LogFormat = "text") -> None:
+    """Install log handlers for this command and the workers it starts."""
+    configure_logging(
+        verbosity=verbosity,
+        quiet=quiet,
+        log_format=log_format,
+        console=stderr if log_format == "text" else None,
     )
+
+
+LOG_FORMAT_OPTION = click.option(
+    "--log-format",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="Log lines as text, or as one JSON object per line for log collectors.",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

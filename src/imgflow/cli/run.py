@@ -21,7 +21,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from imgflow.cli.app import main, plural, setup_logging, stderr, stdout
+from imgflow.cli.app import (
+    LOG_FORMAT_OPTION,
+    main,
+    plural,
+    setup_logging,
+    stderr,
+    stdout,
+)
 from imgflow.config import load_config
 from imgflow.errors import ConfigError, ExitCode, Status, UsageError
 from imgflow.executors import MODES, RunControl
@@ -31,9 +38,12 @@ from imgflow.runner import (
     RunSummary,
     collect_sources,
     execute,
+    write_html_report,
     write_report,
 )
 from imgflow.stages.ingest import Filters
+from imgflow.telemetry.logs import LogFormat
+from imgflow.telemetry.metrics import DEFAULT_ADDRESS, RunMetrics, serve_metrics
 
 MAX_LISTED_PROBLEMS = 50
 
@@ -134,6 +144,12 @@ def _problems_table(summary: RunSummary) -> Table | None:
     help="Write a JSON report of every input to this file.",
 )
 @click.option(
+    "--html",
+    "html_path",
+    type=click.Path(path_type=Path),
+    help="Write the run report as an HTML page with charts to this file.",
+)
+@click.option(
     "--include",
     multiple=True,
     metavar="GLOB",
@@ -199,9 +215,27 @@ def _problems_table(summary: RunSummary) -> Table | None:
     metavar="SECONDS",
     help="End a worker that spends longer on one image (not in sequential mode).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    metavar="PORT",
+    help="Serve Prometheus metrics on this port while the run lasts (0 picks a free port).",
+)
+@click.option(
+    "--metrics-address",
+    default=DEFAULT_ADDRESS,
+    show_default=True,
+    metavar="ADDRESS",
+    help="Address the metrics endpoint listens on.",
+)
+@LOG_FORMAT_OPTION
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 @click.option(
-    "-v", "--verbose", count=True, help="More log output (-v info, -vv debug)."
+    "-v",
+    "--verbose",
+    count=True,
+    help="More log output (-v one line per image, -vv debug).",
 )
 def run(
     inputs: tuple[str, ...],
@@ -220,6 +254,10 @@ def run(
     redo: bool,
     ordered: bool,
     time_limit: float | None,
+    html_path: Path | None,
+    metrics_port: int | None,
+    metrics_address: str,
+    log_format: LogFormat,
     quiet: bool,
     verbose: int,
 ) -> None:
@@ -229,7 +267,7 @@ def run(
     failed, skipped as unreadable or not processed after a stop, 2 for a usage
     or configuration error.
     """
-    setup_logging(verbose, quiet)
+    setup_logging(verbose, quiet, log_format)
     try:
         config = load_config(config_path)
         if not inputs and not list_files:
@@ -237,8 +275,9 @@ def run(
                 "no input given: name folders or files, or use --files-from"
             )
         check_writable(out_dir)
-        if report_path is not None:
-            check_report_path(report_path)
+        for path in (report_path, html_path):
+            if path is not None:
+                check_report_path(path)
         if time_limit is not None and mode == "sequential":
             log.warning(
                 "--time-limit is not enforced in sequential mode: a stuck decode "
@@ -266,10 +305,14 @@ def run(
                 "no images found: "
                 + "; ".join(f"{issue.path}: {issue.message}" for issue in issues[:5])
             )
-        with locked(out_dir):
-            summary = execute_with_progress(request, sources, issues, quiet=quiet)
+        with locked(out_dir), _metrics(metrics_port, metrics_address) as metrics:
+            summary = execute_with_progress(
+                request, sources, issues, quiet=quiet, metrics=metrics
+            )
         if report_path is not None:
             write_report(summary, report_path)
+        if html_path is not None:
+            write_html_report(summary, html_path)
     except (ConfigError, UsageError) as exc:
         stderr.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(ExitCode.USAGE)
@@ -322,18 +365,52 @@ def _stop_on_signals(control: RunControl) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+@contextlib.contextmanager
+def _metrics(port: int | None, address: str) -> Iterator[RunMetrics | None]:
+    """Serve run metrics for the duration of the block when a port is given."""
+    if port is None:
+        yield None
+        return
+    metrics = RunMetrics()
+    try:
+        server = serve_metrics(metrics.registry, port, address)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot serve metrics on {address} port {port}: {exc.strerror or exc}; "
+            "choose another --metrics-port or --metrics-address"
+        ) from exc
+    log.info(
+        "serving metrics on %s",
+        server.url,
+        extra={"event": "metrics_serving", "url": server.url},
+    )
+    try:
+        yield metrics
+    finally:
+        server.close()
+
+
 def execute_with_progress(
-    request: RunRequest, sources: list, issues: list, *, quiet: bool
+    request: RunRequest,
+    sources: list,
+    issues: list,
+    *,
+    quiet: bool,
+    metrics: RunMetrics | None = None,
 ) -> RunSummary:
     control = request.control()
     with _stop_on_signals(control):
         if quiet or not sources:
-            return execute(request, sources, issues, control=control)
-        return _execute_with_bar(request, sources, issues, control)
+            return execute(request, sources, issues, control=control, metrics=metrics)
+        return _execute_with_bar(request, sources, issues, control, metrics)
 
 
 def _execute_with_bar(
-    request: RunRequest, sources: list, issues: list, control: RunControl
+    request: RunRequest,
+    sources: list,
+    issues: list,
+    control: RunControl,
+    metrics: RunMetrics | None,
 ) -> RunSummary:
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -361,4 +438,5 @@ def _execute_with_bar(
             on_result=advance,
             on_start=lambda total: progress.update(task, total=total),
             control=control,
+            metrics=metrics,
         )

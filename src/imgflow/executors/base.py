@@ -17,7 +17,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,6 +52,26 @@ class RetryPolicy:
         return random.uniform(0, ceiling)
 
 
+class Probes:
+    """Live readings of a running executor, for metrics read mid-run.
+
+    Executors register a callable per queue (its current depth) and per
+    worker pool (the process ids of its live workers). Readers call them
+    from other threads, so each must be cheap and must not block.
+    """
+
+    def __init__(self) -> None:
+        self.queues: dict[str, Callable[[], int]] = {}
+        self.pools: dict[str, Callable[[], list[int]]] = {}
+        self.in_flight: Callable[[], int] = lambda: 0
+
+    def queue_depths(self) -> dict[str, int]:
+        return {name: depth() for name, depth in list(self.queues.items())}
+
+    def pool_pids(self) -> dict[str, list[int]]:
+        return {name: pids() for name, pids in list(self.pools.items())}
+
+
 class RunControl:
     """Shared run state: stop requests and the ordering window.
 
@@ -69,6 +89,9 @@ class RunControl:
         self._stop = threading.Event()
         self._abandon = threading.Event()
         self._started: collections.deque[Source] = collections.deque()
+        self.probes = Probes()
+        # Called with each failed attempt that will be retried.
+        self.retry_listeners: list[Callable[[ImageResult], None]] = []
 
     def note_started(self, source: Source) -> None:
         """Remember that a source entered the pipeline (thread-safe)."""
@@ -80,6 +103,10 @@ class RunControl:
         while self._started:
             taken.append(self._started.popleft())
         return taken
+
+    def note_retry(self, result: ImageResult) -> None:
+        for listener in self.retry_listeners:
+            listener(result)
 
     def request_stop(self) -> None:
         if self._stop.is_set():
@@ -118,6 +145,8 @@ class Feeder:
         self._in_flight: set[int] = set()
         self._attempts: dict[int, int] = {}
         self._retries: list[tuple[float, int, Source]] = []
+        control.probes.in_flight = lambda: len(self._in_flight)
+        control.probes.queues["retry"] = lambda: len(self._retries)
 
     def _peek(self) -> Source | None:
         if self._next is None and not self._exhausted:
@@ -203,6 +232,7 @@ class Feeder:
                 heapq.heappush(
                     self._retries, (time.monotonic() + delay, source.index, source)
                 )
+                self._control.note_retry(result)
             else:
                 self._in_flight.discard(source.index)
                 self._attempts.pop(source.index, None)

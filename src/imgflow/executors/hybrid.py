@@ -146,6 +146,10 @@ class HybridExecutor:
             self._lane(pipeline, self.workers, "pillow", self.batch_size),
             self._lane(pipeline, self.large_workers, "vips", 1),
         )
+        for lane in lanes:
+            name = lane.pool.name
+            control.probes.pools[name] = lane.pool.pids
+            control.probes.queues[name] = lambda lane=lane: len(lane.backlog)  # type: ignore[misc]
         try:
             while not control.abandoned:
                 self._fill(feeder, lanes, pipeline)

@@ -80,6 +80,7 @@ class ParallelExecutor:
             task_timeout=self.time_limit,
             max_rss=self.max_rss,
         )
+        control.probes.pools["parallel"] = pool.pids
         in_flight: dict[int, Source] = {}
         try:
             while not control.abandoned:

@@ -98,6 +98,11 @@ class _Stages:
         )
         self.results: queue.Queue[ImageResult] = queue.Queue()
         self.closing = threading.Event()
+        control.probes.queues.update(
+            render=self.to_render.qsize,
+            store=self.to_store.qsize,
+            results=self.results.qsize,
+        )
 
     def _put(self, target: queue.Queue[Any], item: Any) -> bool:
         """Put with backpressure; give up only when the run is closing."""
@@ -153,6 +158,7 @@ class _Stages:
     def dispatch_loop(self) -> None:
         """Feed the render pool from the render queue and route its results."""
         pool = self.pool_factory()
+        self.control.probes.pools["render"] = pool.pids
         running: dict[int, Described] = {}
         try:
             while not self.closing.is_set():

@@ -25,6 +25,12 @@ from enum import StrEnum
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from imgflow.telemetry.logs import (
+    LogSettings,
+    configure_worker_logging,
+    current_log_settings,
+)
+
 log = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 5.0
@@ -63,8 +69,11 @@ def _worker_main(
     initializer: Callable[..., None] | None,
     initargs: Sequence[Any],
     max_rss: int | None = None,
+    log_settings: LogSettings | None = None,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if log_settings is not None:
+        configure_worker_logging(log_settings)
     if initializer is not None:
         initializer(*initargs)
     # Tells the parent that start-up is over: a task's time limit starts
@@ -183,6 +192,7 @@ class WorkerPool:
                 self._initializer,
                 self._initargs,
                 self._max_rss,
+                current_log_settings(),
             ),
             name=f"imgflow-{self._name}-{self._started}",
             daemon=True,
@@ -191,6 +201,10 @@ class WorkerPool:
             process.start()
         child_end.close()
         return _Worker(process=process, connection=parent_end)
+
+    @property
+    def name(self) -> str:
+        return self._name
 
     @property
     def size(self) -> int:

@@ -6,6 +6,7 @@ threads inside each image.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator
 
 from imgflow.engines import vips
@@ -24,6 +25,7 @@ class SequentialExecutor:
     ) -> Iterator[ImageResult]:
         vips.configure_worker(threads=None)
         feeder = Feeder(sources, control)
+        control.probes.pools["sequential"] = lambda: [os.getpid()]
         while not feeder.finished:
             # The wait lets a retry that is not yet due come round.
             source = feeder.admit(wait=POLL_SECONDS)

@@ -1,0 +1,1 @@
+"""What a run tells its operators: logs, Prometheus metrics and run reports."""

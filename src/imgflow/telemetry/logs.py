@@ -1,0 +1,220 @@
+"""Log set-up for the command line and for the worker processes it starts.
+
+Library modules only create loggers (`logging.getLogger(__name__)`); the
+handlers are installed here, by the CLI. Every record carries the process
+id and the worker name (`main` in the coordinating process, the process
+name such as `imgflow-render-2` in a worker). Records may carry event
+fields passed as `extra`, which the JSON format writes as keys. Repeats of
+one message are rate-limited and credentials in URLs are masked.
+
+Spawned workers do not inherit handlers, so a pool passes the settings of
+the coordinating process (`current_log_settings`) to each worker, which
+installs the same format on its own stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import IO, Any, Literal
+
+LogFormat = Literal["text", "json"]
+FORMATS: tuple[LogFormat, ...] = ("text", "json")
+
+# At most this many records with the same logger, level and message
+# template pass per window. The first one after the window reports how
+# many were dropped.
+REPEAT_LIMIT = 5
+REPEAT_WINDOW_SECONDS = 60.0
+
+# user:password@ in a URL, and password=... or secret=... style pairs.
+_URL_CREDENTIALS = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):[^@\s]+@", re.I
+)
+_SECRET_PAIR = re.compile(
+    r"(?P<key>\b(?:password|passwd|pwd|secret|token|api_key)\s*[=:]\s*)[^\s,;&]+",
+    re.I,
+)
+
+_JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s %(process)d %(worker)s"
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    """The CLI's logging configuration, in a form a worker process can copy."""
+
+    format: LogFormat
+    level: int
+    pyvips_level: int
+
+
+_settings: LogSettings | None = None
+
+
+def current_log_settings() -> LogSettings | None:
+    """Return the settings installed by `configure_logging`, or None."""
+    return _settings
+
+
+def redact(text: str) -> str:
+    """Mask passwords in URLs and in key=value pairs."""
+    text = _URL_CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", text)
+    return _SECRET_PAIR.sub(r"\g<key>***", text)
+
+
+def worker_name() -> str:
+    """Return the name logs use for this process."""
+    process = multiprocessing.current_process()
+    return "main" if process.name == "MainProcess" else process.name
+
+
+class ContextFilter(logging.Filter):
+    """Add the worker name to every record and mask secrets in its message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = worker_name()
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+class RepeatFilter(logging.Filter):
+    """Let at most `limit` records of one kind through per `window` seconds.
+
+    A kind is a logger, a level and a message template, so the same warning
+    about a thousand different files counts as one kind. Errors and event
+    records (those with an `event` field, such as the line per image that
+    `-v` asks for) always pass.
+    """
+
+    def __init__(
+        self, limit: int = REPEAT_LIMIT, window: float = REPEAT_WINDOW_SECONDS
+    ) -> None:
+        super().__init__()
+        self.limit = limit
+        self.window = window
+        self._lock = threading.Lock()
+        # kind -> [window start, records in window, records dropped]
+        self._kinds: dict[tuple[str, int, str], list[Any]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR or hasattr(record, "event"):
+            return True
+        kind = (record.name, record.levelno, str(record.msg))
+        now = time.monotonic()
+        with self._lock:
+            state = self._kinds.setdefault(kind, [now, 0, 0])
+            if now - state[0] >= self.window:
+                dropped = state[2]
+                state[:] = [now, 0, 0]
+                if dropped:
+                    record.msg = (
+                        f"{record.getMessage()} ({dropped} similar messages suppressed)"
+                    )
+                    record.args = None
+                    record.suppressed = dropped
+            state[1] += 1
+            if state[1] > self.limit:
+                state[2] += 1
+                return False
+            if state[1] == self.limit:
+                record.msg = (
+                    f"{record.getMessage()} (further messages like this are "
+                    f"suppressed for {self.window:.0f} s)"
+                )
+                record.args = None
+        return True
+
+
+def _json_formatter() -> logging.Formatter:
+    from pythonjsonlogger.json import JsonFormatter
+
+    return JsonFormatter(
+        _JSON_FIELDS,
+        rename_fields={
+            "asctime": "time",
+            "levelname": "level",
+            "name": "logger",
+            "process": "pid",
+        },
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+    )
+
+
+def _handler(
+    settings: LogSettings, stream: IO[str], console: Any | None
+) -> logging.Handler:
+    handler: logging.Handler
+    if settings.format == "json":
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(_json_formatter())
+    elif console is not None:
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
+        handler.setFormatter(
+            logging.Formatter("%(message)s [pid %(process)d %(worker)s]")
+        )
+    else:
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)-7s %(message)s [pid %(process)d %(worker)s]"
+            )
+        )
+    handler.addFilter(ContextFilter())
+    handler.addFilter(RepeatFilter())
+    return handler
+
+
+def _install(settings: LogSettings, stream: IO[str], console: Any | None) -> None:
+    logging.basicConfig(
+        level=settings.level, handlers=[_handler(settings, stream, console)], force=True
+    )
+    logging.getLogger("pyvips").setLevel(settings.pyvips_level)
+    # Font cache notices from the charts of HTML reports.
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+
+
+def configure_logging(
+    *,
+    verbosity: int = 0,
+    quiet: bool = False,
+    log_format: LogFormat = "text",
+    console: Any | None = None,
+    stream: IO[str] | None = None,
+) -> LogSettings:
+    """Install the handler for this process and remember it for workers.
+
+    `verbosity` 0 logs warnings, 1 info (one line per image), 2 debug;
+    `quiet` logs errors only. Text goes through `console` (a Rich console)
+    when given; JSON is one object per line on `stream` (stderr).
+    """
+    global _settings
+    level = logging.WARNING
+    if quiet:
+        level = logging.ERROR
+    elif verbosity == 1:
+        level = logging.INFO
+    elif verbosity >= 2:
+        level = logging.DEBUG
+    # libvips reports recoverable damage (extraneous bytes, a bad tile) as
+    # warnings; per image they are noise unless debugging.
+    pyvips_level = logging.WARNING if verbosity >= 2 else logging.ERROR
+    _settings = LogSettings(log_format, level, pyvips_level)
+    _install(_settings, stream or sys.stderr, console)
+    return _settings
+
+
+def configure_worker_logging(settings: LogSettings) -> None:
+    """Install the coordinating process's log format in a worker process."""
+    global _settings
+    _settings = settings
+    _install(settings, sys.stderr, None)
