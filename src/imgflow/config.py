@@ -59,7 +59,9 @@ class Fit(StrEnum):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Schemas are built on first validation: a worker process only unpickles
+    # configurations, so it never pays for building them.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Variant(_Section):
@@ -228,7 +230,9 @@ class PipelineConfig(_Section):
     output: OutputConfig = Field(default_factory=OutputConfig)
     variants: dict[str, Variant] = Field(default_factory=_default_variants)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, defer_build=True
+    )
 
     @field_validator("variants")
     @classmethod
