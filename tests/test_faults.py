@@ -137,3 +137,19 @@ def test_hang_in_each_stage_ended(mode: str, stage: str, tmp_path: Path) -> None
     results, summary = _run(tmp_path, [name, "good_a"], mode, time_limit=3.0)
     assert results[name].status is Status.DONE
     assert summary.counts == {"done": 2}
+
+
+@pytest.mark.parametrize("stage", ["load", "describe", "store"])
+def test_pipelined_thread_hang_ended(stage: str, tmp_path: Path) -> None:
+    """A reader or writer thread stuck past the time limit is given up and replaced.
+
+    The stuck thread sleeps on in the background; its image is retried on
+    a fresh thread and completes.
+    """
+    name = f"hang_{stage}_once"
+    results, summary = _run(
+        tmp_path, [name, "good_a", "good_b"], "pipelined", time_limit=2.0
+    )
+    assert results[name].status is Status.DONE
+    assert results[name].attempts == 2
+    assert summary.counts == {"done": 3}

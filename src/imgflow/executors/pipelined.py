@@ -22,8 +22,10 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from imgflow.errors import Reason, StageFailed
 from imgflow.executors import worker
 from imgflow.executors.base import Feeder, RunControl
 from imgflow.executors.parallel import POLL_SECONDS, default_workers, result_of
@@ -76,8 +78,25 @@ def _take(source: queue.Queue[T]) -> T | None:
         return None
 
 
+@dataclass(slots=True)
+class _Task:
+    """The image a stage thread is working on, and since when."""
+
+    source: Source
+    stage: str
+    started: float = field(default_factory=time.monotonic)
+    loaded: Loaded | None = None
+
+
 class _Stages:
-    """The threads, queues and pools of one run."""
+    """The threads, queues and pools of one run.
+
+    With a time limit, a reader or writer thread that spends longer than
+    the limit on one image is given up: the image fails as timed out (and
+    may be retried), and a new thread takes the role. A thread cannot be
+    killed, so the stuck one lives on until its call returns, and then
+    exits without delivering anything.
+    """
 
     def __init__(
         self,
@@ -87,8 +106,10 @@ class _Stages:
         pool_factory: Callable[[], WorkerPool],
         *,
         queue_size: int,
+        time_limit: float | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.time_limit = time_limit
         self.feeder = feeder
         self.control = control
         self.pool_factory = pool_factory
@@ -98,6 +119,10 @@ class _Stages:
         )
         self.results: queue.Queue[ImageResult] = queue.Queue()
         self.closing = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self._tasks_lock = threading.Lock()
+        self._tasks: dict[threading.Thread, _Task] = {}
+        self._given_up: set[threading.Thread] = set()
         control.probes.queues.update(
             render=self.to_render.qsize,
             store=self.to_store.qsize,
@@ -114,11 +139,77 @@ class _Stages:
                 continue
         return False
 
-    # NOTE: reading, validation, metadata and writing run on threads of the
-    # coordinating process, where --time-limit cannot reach: a read stuck on
-    # a dead network mount blocks its reader thread until the read returns.
+    def start_thread(self, target: Callable[[], None], role: str) -> None:
+        thread = threading.Thread(target=target, name=f"imgflow-{role}", daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def _begin(self, source: Source, stage: str) -> _Task:
+        task = _Task(source, stage)
+        with self._tasks_lock:
+            self._tasks[threading.current_thread()] = task
+        return task
+
+    def _end(self) -> bool:
+        """Finish this thread's task; False when it was given up meanwhile."""
+        me = threading.current_thread()
+        with self._tasks_lock:
+            self._tasks.pop(me, None)
+            return me not in self._given_up
+
+    def _deliver_result(self, result: ImageResult) -> None:
+        if self._end():
+            self.results.put(result)
+
+    def expire_stuck(self) -> None:
+        """Give up the threads that passed the time limit on one image."""
+        if self.time_limit is None:
+            return
+        now = time.monotonic()
+        with self._tasks_lock:
+            stuck = [
+                (thread, task)
+                for thread, task in self._tasks.items()
+                if now - task.started >= self.time_limit
+            ]
+            for thread, _task in stuck:
+                del self._tasks[thread]
+                self._given_up.add(thread)
+        for thread, task in stuck:
+            log.error(
+                "%s: %s took longer than the time limit of %.1f s; "
+                "its thread %s is given up and replaced",
+                task.source.path,
+                task.stage,
+                self.time_limit,
+                thread.name,
+            )
+            started = task.loaded.started if task.loaded else time.perf_counter()
+            result = failure(
+                task.source,
+                StageFailed(
+                    Reason.TIMED_OUT,
+                    f"{task.stage} took longer than the time limit of "
+                    f"{self.time_limit:g} s",
+                    stage=task.stage,
+                ),
+                task.stage,
+                started,
+            )
+            self.results.put(result)
+            role = thread.name.removeprefix("imgflow-")
+            target = self.read_loop if role.startswith("reader") else self.write_loop
+            self.start_thread(target, f"{role}+")
+
+    def is_given_up(self, thread: threading.Thread) -> bool:
+        with self._tasks_lock:
+            return thread in self._given_up
+
+    def _given_up_here(self) -> bool:
+        return self.is_given_up(threading.current_thread())
+
     def read_loop(self) -> None:
-        while not self.closing.is_set():
+        while not self.closing.is_set() and not self._given_up_here():
             source = self.feeder.admit(wait=POLL_SECONDS)
             if source is None:
                 # Not `drained`: a failed image may still come back for a retry.
@@ -126,34 +217,36 @@ class _Stages:
                     return
                 continue
             described = self._load(source)
-            if described is not None:
+            if described is not None and self._end():
                 self._put(self.to_render, described)
 
     def _load(self, source: Source) -> Described | None:
-        stage = ingest.STAGE
+        task = self._begin(source, ingest.STAGE)
         started = time.perf_counter()
         try:
             data = self.pipeline.read(source)
-            stage = validate.STAGE
+            task.stage = validate.STAGE
             loaded = self.pipeline.load(source, data)
-            stage = metadata.STAGE
+            task.stage = metadata.STAGE
             return self.pipeline.describe(loaded, data)
         except Exception as exc:  # noqa: BLE001 - becomes the image's result
-            self.results.put(failure(source, exc, stage, started))
+            self._deliver_result(failure(source, exc, task.stage, started))
             return None
 
     def write_loop(self) -> None:
-        while not self.closing.is_set():
+        while not self.closing.is_set() and not self._given_up_here():
             item = _get(self.to_store)
             if item is None:
                 continue
             described, rendered = item
+            loaded = described.loaded
+            task = self._begin(loaded.source, store.STAGE)
+            task.loaded = loaded
             try:
                 result = self.pipeline.store(described, rendered)
             except Exception as exc:  # noqa: BLE001 - becomes the image's result
-                loaded = described.loaded
                 result = failure(loaded.source, exc, store.STAGE, loaded.started)
-            self.results.put(result)
+            self._deliver_result(result)
 
     def dispatch_loop(self) -> None:
         """Feed the render pool from the render queue and route its results."""
@@ -240,18 +333,16 @@ class PipelinedExecutor:
             control,
             lambda: self._pool(pipeline),
             queue_size=self.queue_size,
+            time_limit=self.time_limit,
         )
-        roles = [(stages.read_loop, f"reader-{i}") for i in range(self.readers)]
-        roles.append((stages.dispatch_loop, "dispatch"))
-        roles += [(stages.write_loop, f"writer-{i}") for i in range(self.writers)]
-        threads = [
-            threading.Thread(target=target, name=f"imgflow-{role}", daemon=True)
-            for target, role in roles
-        ]
-        for thread in threads:
-            thread.start()
+        for i in range(self.readers):
+            stages.start_thread(stages.read_loop, f"reader-{i}")
+        stages.start_thread(stages.dispatch_loop, "dispatch")
+        for i in range(self.writers):
+            stages.start_thread(stages.write_loop, f"writer-{i}")
         try:
             while not control.abandoned:
+                stages.expire_stuck()
                 result = _get(stages.results)
                 if result is not None:
                     if feeder.complete(result):
@@ -260,5 +351,6 @@ class PipelinedExecutor:
                     return
         finally:
             stages.closing.set()
-            for thread in threads:
-                thread.join()
+            for thread in stages.threads:
+                if not stages.is_given_up(thread):
+                    thread.join()
