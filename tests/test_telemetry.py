@@ -110,6 +110,11 @@ def test_scraped_counts_match_report(mode: str, tmp_path: Path) -> None:
     )
     duration = last["imgflow_image_duration_seconds"]
     assert _value(duration, "imgflow_image_duration_seconds_count") == len(sources)
+    latency = last["imgflow_image_latency_seconds"]
+    assert _value(latency, "imgflow_image_latency_seconds_count") == len(sources)
+    for result in summary.results:
+        assert result.latency is not None
+        assert result.latency >= result.seconds * 0.99
     stages = last["imgflow_stage_duration_seconds"]
     transform_count = _value(
         stages, "imgflow_stage_duration_seconds_count", stage="transform"

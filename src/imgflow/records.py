@@ -96,6 +96,9 @@ class ImageResult:
     # Seconds per stage (ingest, validate, transform, metadata, store) for
     # the stages this image went through.
     timings: dict[str, float] = field(default_factory=dict)
+    # Seconds from the first admission of the source to this final result:
+    # waits in queues and batches and every retry included.
+    latency: float | None = None
 
     def to_report(self) -> dict[str, Any]:
         """Return the JSON form used by the run report."""
@@ -119,6 +122,7 @@ class ImageResult:
             "engine": self.engine,
             "attempts": self.attempts,
             "seconds": round(self.seconds, 4),
+            "latency_seconds": None if self.latency is None else round(self.latency, 4),
             "stage_seconds": {
                 stage: round(seconds, 4) for stage, seconds in self.timings.items()
             },

@@ -144,6 +144,7 @@ class Feeder:
         self._exhausted = False
         self._in_flight: set[int] = set()
         self._attempts: dict[int, int] = {}
+        self._admitted_at: dict[int, float] = {}
         self._retries: list[tuple[float, int, Source]] = []
         control.probes.in_flight = lambda: len(self._in_flight)
         control.probes.queues["retry"] = lambda: len(self._retries)
@@ -196,6 +197,7 @@ class Feeder:
                     self._attempts[source.index] = (
                         self._attempts.get(source.index, 0) + 1
                     )
+                    self._admitted_at.setdefault(source.index, time.monotonic())
                     self._control.note_started(source)
                     return source
                 remaining = deadline - time.monotonic()
@@ -206,7 +208,9 @@ class Feeder:
     def complete(self, result: ImageResult) -> bool:
         """Finish a source's attempt; return False when it will be retried.
 
-        The result's `attempts` is set to the number of attempts made.
+        The result's `attempts` is set to the number of attempts made, and
+        a final result's `latency` to the seconds since the source was
+        first admitted.
         """
         source = result.source
         with self._lock:
@@ -236,6 +240,9 @@ class Feeder:
             else:
                 self._in_flight.discard(source.index)
                 self._attempts.pop(source.index, None)
+                admitted = self._admitted_at.pop(source.index, None)
+                if admitted is not None:
+                    result.latency = time.monotonic() - admitted
             self._room.notify_all()
             return not retry
 

@@ -68,6 +68,13 @@ class RunMetrics:
             buckets=IMAGE_BUCKETS,
             registry=self.registry,
         )
+        self.latency_seconds = Histogram(
+            "imgflow_image_latency_seconds",
+            "Seconds from an image's admission to its final result, "
+            "including queue waits and retries.",
+            buckets=IMAGE_BUCKETS,
+            registry=self.registry,
+        )
         self.stage_seconds = Histogram(
             "imgflow_stage_duration_seconds",
             "Seconds an image spent in each pipeline stage.",
@@ -115,6 +122,8 @@ class RunMetrics:
         """Count one final result."""
         self.images.labels(status=result.status.value, reason=_reason(result)).inc()
         self.image_seconds.observe(result.seconds)
+        if result.latency is not None:
+            self.latency_seconds.observe(result.latency)
         for stage, seconds in result.timings.items():
             self.stage_seconds.labels(stage=stage).observe(seconds)
         if result.status is Status.FAILED:
