@@ -1,0 +1,642 @@
+"""`imgflow recommend`: rates, queueing math, the simulated day and the advice."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from imgflow.advisor.capacity import erlang_c, mmc, size_pool
+from imgflow.advisor.costs import read_profile
+from imgflow.advisor.rates import format_rate, parse_rate
+from imgflow.advisor.simulate import (
+    ArrivalPattern,
+    ServiceTimes,
+    generate_arrivals,
+    simulate_day,
+)
+from imgflow.cli import main
+from imgflow.errors import UsageError
+
+GB = 10**9
+MB = 10**6
+
+
+def write_profile(
+    folder: Path,
+    *,
+    mean: float,
+    p95: float,
+    p99: float | None = None,
+    longest: float | None = None,
+    peak_rss_bytes: int,
+    cores: int,
+    memory_bytes: int,
+    megapixels: float = 12.0,
+    images: int = 20,
+    name: str = "profile.json",
+) -> Path:
+    """Write a profile in the schema of `imgflow profile --json`."""
+    p99 = p99 if p99 is not None else p95
+    longest = longest if longest is not None else p99
+    document = {
+        "version": 1,
+        "created": "2026-12-04T10:00:00Z",
+        "machine": {"cores": cores, "memory_bytes": memory_bytes},
+        "config_sha256": "0" * 64,
+        "sample": {
+            "files": images,
+            "images": images,
+            "rejected": 0,
+            "rejections": {},
+            "formats": {"jpeg": images},
+            "bytes": {
+                "min": 1_000_000,
+                "p50": 4_000_000,
+                "p95": 6_000_000,
+                "max": 7_000_000,
+                "mean": 4_100_000.0,
+            },
+            "megapixels": {
+                "min": megapixels,
+                "p50": megapixels,
+                "p95": megapixels,
+                "max": megapixels,
+                "mean": megapixels,
+            },
+            "progressive": 0,
+            "animated": 0,
+            "with_exif": images,
+            "colour_modes": {"srgb": images},
+            "bit_depths": {"8": images},
+        },
+        "timing": {
+            "images_timed": images,
+            "seconds_per_image": {
+                "mean": mean,
+                "p50": mean,
+                "p95": p95,
+                "p99": p99,
+                "max": longest,
+            },
+            "stages": {
+                "ingest": {"mean": mean * 0.05, "p50": mean * 0.05, "p95": p95 * 0.05},
+                "validate": {"mean": 0.001, "p50": 0.001, "p95": 0.002},
+                "transform": {"mean": mean * 0.8, "p50": mean * 0.8, "p95": p95 * 0.8},
+                "metadata": {"mean": 0.001, "p50": 0.001, "p95": 0.002},
+                "store": {"mean": mean * 0.1, "p50": mean * 0.1, "p95": p95 * 0.1},
+            },
+            "seconds_per_megapixel": mean / megapixels,
+            "peak_rss_bytes": peak_rss_bytes,
+        },
+    }
+    path = folder / name
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return path
+
+
+def recommend(tmp_path: Path, *args: str) -> tuple[Any, dict[str, Any]]:
+    """Run `imgflow recommend ARGS --json FILE`; return the result and the JSON."""
+    out = tmp_path / "advice.json"
+    result = CliRunner().invoke(
+        main, ["recommend", *args, "--json", str(out)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    return result, json.loads(out.read_text(encoding="utf-8"))
+
+
+# --- Rates ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "count", "unit", "per_second"),
+    [
+        ("50/day", 50, "day", 50 / 86400),
+        ("10000/min", 10000, "min", 10000 / 60),
+        ("10,000/min", 10000, "min", 10000 / 60),
+        ("10_000/minute", 10000, "min", 10000 / 60),
+        ("3/s", 3, "s", 3.0),
+        ("0.5/sec", 0.5, "s", 0.5),
+        ("1200/hour", 1200, "hour", 1200 / 3600),
+        (" 2 / h ", 2, "hour", 2 / 3600),
+        ("7/Days", 7, "day", 7 / 86400),
+    ],
+)
+def test_parse_rate_accepts(
+    text: str, count: float, unit: str, per_second: float
+) -> None:
+    """Counts with separators and unit spellings parse to the same rate."""
+    rate = parse_rate(text)
+    assert rate.count == count
+    assert rate.unit == unit
+    assert math.isclose(rate.per_second, per_second)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "expected COUNT/UNIT"),
+        ("50", "expected COUNT/UNIT"),
+        ("50/", "expected COUNT/UNIT"),
+        ("/min", "expected COUNT/UNIT"),
+        ("abc/min", "expected COUNT/UNIT"),
+        ("-3/s", "expected COUNT/UNIT"),
+        ("1e3/s", "expected COUNT/UNIT"),
+        ("50/week", "unknown unit 'week'"),
+        ("50/m", "unknown unit 'm'"),
+        ("0/min", "greater than 0"),
+    ],
+)
+def test_parse_rate_rejects(text: str, expected: str) -> None:
+    """A bad rate raises UsageError naming the value and showing an example."""
+    with pytest.raises(UsageError) as caught:
+        parse_rate(text)
+    message = str(caught.value)
+    assert expected in message
+    assert repr(text) in message
+    assert "10000/min" in message
+
+
+def test_daily_rate_is_a_total() -> None:
+    """Only a rate per day counts as a daily total."""
+    assert parse_rate("50/day").is_daily_total
+    assert not parse_rate("50/hour").is_daily_total
+
+
+def test_format_rate_picks_unit() -> None:
+    """Rates are written in the unit that gives a count of at least 1."""
+    assert format_rate(10000 / 60) == "167/s"
+    assert format_rate(50 / 3600) == "50/hour"
+    assert format_rate(5 / 86400) == "5/day"
+
+
+# --- Erlang C and M/M/c --------------------------------------------------------
+
+
+def erlang_c_by_sum(workers: int, load: float) -> float:
+    """Erlang C from its textbook form, as a second formula to compare with."""
+    top = load**workers / math.factorial(workers) * workers / (workers - load)
+    below = sum(load**k / math.factorial(k) for k in range(workers))
+    return top / (below + top)
+
+
+def test_erlang_c_call_centre_example() -> None:
+    """10 Erlangs on 14 servers: P(wait) 0.1741, mean wait 7.84 s at 180 s each."""
+    assert math.isclose(erlang_c(14, 10.0), 0.1741319, abs_tol=1e-7)
+    estimate = mmc(arrival_rate=10 / 180, service_seconds=180, workers=14)
+    assert math.isclose(estimate.mean_wait_seconds, 7.835937, rel_tol=1e-6)
+    # Service level: P(wait <= 20 s) = 1 - C exp(-(c - a) t / S).
+    within_20 = 1 - estimate.wait_probability * math.exp(-(14 - 10) * 20 / 180)
+    assert math.isclose(within_20, 0.88835, abs_tol=1e-5)
+
+
+def test_erlang_c_mm2_by_hand() -> None:
+    """M/M/2 with a = 1.5: P0 = 1/7, C = 4.5/7, Wq = C / (c/S - λ)."""
+    estimate = mmc(arrival_rate=2.0, service_seconds=0.75, workers=2)
+    assert math.isclose(estimate.wait_probability, 4.5 / 7, rel_tol=1e-12)
+    assert math.isclose(estimate.mean_wait_seconds, (4.5 / 7) / (2 / 0.75 - 2))
+    assert math.isclose(estimate.utilisation, 0.75)
+
+
+def test_erlang_c_mm1_equals_utilisation() -> None:
+    """With one server, P(wait) is ρ and Wq is ρS / (1 - ρ)."""
+    estimate = mmc(arrival_rate=0.5, service_seconds=1.0, workers=1)
+    assert math.isclose(estimate.wait_probability, 0.5)
+    assert math.isclose(estimate.mean_wait_seconds, 1.0)
+    assert math.isclose(estimate.mean_response_seconds, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("workers", "load"), [(1, 0.3), (2, 1.5), (5, 4.2), (14, 10.0), (40, 31.7)]
+)
+def test_erlang_c_matches_sum_formula(workers: int, load: float) -> None:
+    """The Erlang B recursion gives the same C as the textbook sum."""
+    assert math.isclose(
+        erlang_c(workers, load), erlang_c_by_sum(workers, load), rel_tol=1e-10
+    )
+
+
+def test_erlang_c_large_pool_stays_finite() -> None:
+    """Thousands of servers neither overflow nor leave [0, 1]."""
+    probability = erlang_c(2000, 1900.0)
+    assert 0 < probability < 1
+
+
+def test_erlang_c_rejects_unstable_load() -> None:
+    """A load at or above the worker count has no steady state."""
+    with pytest.raises(ValueError, match="grow without bound"):
+        erlang_c(4, 4.0)
+
+
+def test_wait_quantile_mm1() -> None:
+    """M/M/1: P(W > t) = ρ exp(-(μ - λ) t), so p95 = ln(ρ / 0.05) / (μ - λ)."""
+    estimate = mmc(arrival_rate=0.5, service_seconds=1.0, workers=1)
+    assert math.isclose(estimate.wait_quantile(0.95), math.log(10) / 0.5)
+    assert estimate.wait_quantile(0.4) == 0.0
+
+
+def test_size_pool_by_utilisation() -> None:
+    """31.7 busy workers at 80% need ceil(31.7 / 0.8) = 40 workers."""
+    sizing = size_pool(166.7, 0.19, 0.19, target_utilisation=0.8, budget_seconds=5.0)
+    assert sizing.workers == 40
+    assert sizing.bound_by == "utilisation"
+    assert sizing.meets_budget
+
+
+def test_size_pool_by_latency() -> None:
+    """A budget just above the service time needs more workers than 80% gives."""
+    by_utilisation = size_pool(
+        10.0, 1.0, 1.0, target_utilisation=0.8, budget_seconds=100.0
+    )
+    tight = size_pool(10.0, 1.0, 1.0, target_utilisation=0.8, budget_seconds=1.01)
+    assert by_utilisation.workers == 13
+    assert tight.workers > by_utilisation.workers
+    assert tight.bound_by == "latency"
+    assert tight.latency_seconds <= 1.01
+
+
+def test_size_pool_budget_below_service() -> None:
+    """No worker count meets a budget shorter than the p95 service time."""
+    sizing = size_pool(1.0, 1.0, 3.0, target_utilisation=0.8, budget_seconds=2.0)
+    assert not sizing.meets_budget
+    assert sizing.workers == 2
+
+
+# --- The simulated day -----------------------------------------------------------
+
+CONSTANT_SECOND = ServiceTimes(mean=1.0, p50=1.0, p95=1.0, max=1.0)
+
+
+def test_simulation_ample_capacity_no_backlog() -> None:
+    """Far more workers than the peak needs: no image waits all day."""
+    pattern = ArrivalPattern(peak_rate=0.05)
+    arrivals = generate_arrivals(pattern, CONSTANT_SECOND, seed=1)
+    day = simulate_day(arrivals, CONSTANT_SECOND, workers=50)
+    assert arrivals.method == "event"
+    assert day.arrivals > 1000
+    assert day.worst_backlog == 0
+    assert day.worst_wait_seconds == 0.0
+    assert day.end_backlog == 0
+
+
+def test_simulation_too_few_workers_backlog_grows() -> None:
+    """One worker for a peak of 2 images/s falls behind all afternoon."""
+    pattern = ArrivalPattern(peak_rate=2.0)
+    arrivals = generate_arrivals(pattern, CONSTANT_SECOND, seed=1)
+    day = simulate_day(arrivals, CONSTANT_SECOND, workers=1)
+    morning = day.backlog_series[10 * 60]
+    afternoon = day.backlog_series[16 * 60]
+    evening = day.backlog_series[20 * 60]
+    assert arrivals.method == "event"
+    assert morning < afternoon < evening
+    assert day.end_backlog > 1000
+    assert day.worst_wait_seconds > 3600
+
+
+def test_simulation_fluid_for_large_days() -> None:
+    """A day of millions of images runs as a fluid queue with the same behaviour."""
+    pattern = ArrivalPattern(peak_rate=100.0)
+    arrivals = generate_arrivals(pattern, CONSTANT_SECOND, seed=1)
+    ample = simulate_day(arrivals, CONSTANT_SECOND, workers=400)
+    short = simulate_day(arrivals, CONSTANT_SECOND, workers=50)
+    assert arrivals.method == "fluid"
+    assert ample.worst_backlog == 0
+    assert short.end_backlog > 100_000
+    assert short.backlog_series[12 * 60] < short.backlog_series[18 * 60]
+
+
+def test_simulation_arrivals_match_pattern() -> None:
+    """The simulated day brings about the expected number of images."""
+    pattern = ArrivalPattern(peak_rate=1.0)
+    arrivals = generate_arrivals(pattern, CONSTANT_SECOND, seed=3)
+    expected = pattern.expected_arrivals()
+    assert abs(arrivals.total - expected) < 0.03 * expected
+
+
+def test_simulation_seeded() -> None:
+    """The same seed gives the same day; another seed gives another."""
+    pattern = ArrivalPattern(peak_rate=0.5)
+    service = ServiceTimes(mean=1.0, p50=0.9, p95=2.0, max=4.0)
+    first = generate_arrivals(pattern, service, seed=7)
+    again = generate_arrivals(pattern, service, seed=7)
+    other = generate_arrivals(pattern, service, seed=8)
+    assert first.times == again.times
+    assert first.services == again.services
+    assert first.times != other.times
+
+
+def test_simulation_service_spread_within_max() -> None:
+    """Drawn service times centre on p50 and never exceed the measured max."""
+    pattern = ArrivalPattern(peak_rate=0.5)
+    service = ServiceTimes(mean=1.0, p50=0.9, p95=2.0, max=4.0)
+    arrivals = generate_arrivals(pattern, service, seed=7)
+    ordered = sorted(arrivals.services)
+    median = ordered[len(ordered) // 2]
+    assert max(ordered) <= 4.0
+    assert 0.8 < median < 1.0
+
+
+def test_simulation_more_workers_wait_less() -> None:
+    """Adding workers never lengthens the worst wait on the same day."""
+    pattern = ArrivalPattern(peak_rate=1.5)
+    service = ServiceTimes(mean=1.0, p50=0.9, p95=2.0, max=4.0)
+    arrivals = generate_arrivals(pattern, service, seed=2)
+    waits = [simulate_day(arrivals, service, w).worst_wait_seconds for w in (2, 3, 4)]
+    assert waits[0] >= waits[1] >= waits[2]
+
+
+# --- Acceptance: the three situations -----------------------------------------
+
+
+def test_small_shop_runs_sequentially(tmp_path: Path) -> None:
+    """50 photos a day on one server: sequential, one worker, one machine."""
+    profile = write_profile(
+        tmp_path,
+        mean=0.25,
+        p95=0.4,
+        peak_rss_bytes=150 * MB,
+        cores=4,
+        memory_bytes=8 * GB,
+    )
+    _, advice = recommend(
+        tmp_path,
+        "--profile",
+        str(profile),
+        "--rate",
+        "50/day",
+        "--latency-budget",
+        "60",
+    )
+    rec = advice["recommendation"]
+    assert rec["mode"] == "sequential"
+    assert rec["workers"] == 1
+    assert rec["machines"] == 1
+    assert rec["burst_workers"] is None
+    assert "--mode sequential" in rec["command"]
+    assert advice["plan"]["day"]["end_backlog"] == 0
+    assert not advice["costs"]["estimated"]
+
+
+def test_photo_platform_needs_many_machines(tmp_path: Path) -> None:
+    """10,000 uploads a minute in 5 s: dozens of workers over several machines."""
+    profile = write_profile(
+        tmp_path,
+        mean=0.2,
+        p95=0.35,
+        p99=0.5,
+        longest=0.8,
+        peak_rss_bytes=200 * MB,
+        cores=8,
+        memory_bytes=16 * GB,
+    )
+    result, advice = recommend(
+        tmp_path,
+        "--profile",
+        str(profile),
+        "--rate",
+        "10000/min",
+        "--latency-budget",
+        "5",
+    )
+    rec = advice["recommendation"]
+    plan = advice["plan"]
+    # Offered load 10000/60 x 0.2 s = 33.3 busy workers; at 80%, 42 workers.
+    expected_workers = math.ceil(10000 / 60 * 0.2 / 0.8)
+    assert rec["mode"] in {"parallel", "distributed"}
+    assert rec["workers"] == expected_workers
+    assert rec["workers_per_machine"] == 8
+    assert rec["machines"] == math.ceil(expected_workers / 8)
+    assert math.isclose(plan["offered_load"], 10000 / 60 * 0.2)
+    capacity = next(s for s in advice["steps"] if s["name"] == "capacity")
+    assert "one machine is not enough" in capacity["finding"]
+    assert f"{rec['machines']} machines are needed" in capacity["finding"]
+    # One machine alone falls behind for the rest of the day.
+    assert plan["one_machine_day"]["workers"] == 8
+    assert plan["one_machine_day"]["end_backlog"] > 0
+    assert "machines" in result.output
+
+
+def test_dicom_archive_sequential_ordered(tmp_path: Path) -> None:
+    """A few hundred large ordered images a day: sequential, ordered, bounded."""
+    profile = write_profile(
+        tmp_path,
+        mean=3.0,
+        p95=3.6,
+        p99=4.2,
+        longest=4.5,
+        peak_rss_bytes=800 * MB,
+        cores=8,
+        memory_bytes=32 * GB,
+        megapixels=60.0,
+    )
+    _, advice = recommend(
+        tmp_path,
+        "--profile",
+        str(profile),
+        "--rate",
+        "300/day",
+        "--latency-budget",
+        "600",
+        "--ordered",
+        "--memory-limit",
+        "2GB",
+    )
+    rec = advice["recommendation"]
+    assert rec["mode"] == "sequential"
+    assert rec["workers"] == 1
+    assert rec["ordered"]
+    assert "--ordered" in rec["options"]
+    assert advice["resources"]["memory_limit_bytes"] == 2 * GB
+    assert advice["resources"]["workers_by_memory"] == 2
+    assert any("800 MB, within the 2 GB limit" in r for r in rec["reasons"])
+    ordering = next(
+        s for s in advice["steps"] if s["name"] == "dependencies and ordering"
+    )
+    assert ordering["number"] == "strict order"
+
+
+def test_memory_limit_below_one_worker_warns(tmp_path: Path) -> None:
+    """A memory limit under one worker's peak is named as the blocker."""
+    profile = write_profile(
+        tmp_path,
+        mean=3.0,
+        p95=3.6,
+        peak_rss_bytes=800 * MB,
+        cores=8,
+        memory_bytes=32 * GB,
+    )
+    _, advice = recommend(
+        tmp_path,
+        "--profile",
+        str(profile),
+        "--rate",
+        "300/day",
+        "--latency-budget",
+        "600",
+        "--memory-limit",
+        "512MiB",
+    )
+    assert advice["resources"]["workers_per_machine"] == 0
+    warnings = advice["recommendation"]["warnings"]
+    assert any("memory limit" in warning for warning in warnings)
+
+
+def test_small_images_choose_hybrid(tmp_path: Path) -> None:
+    """Small images on one machine with several workers go to hybrid."""
+    profile = write_profile(
+        tmp_path,
+        mean=0.02,
+        p95=0.04,
+        peak_rss_bytes=60 * MB,
+        cores=8,
+        memory_bytes=16 * GB,
+        megapixels=0.3,
+    )
+    _, advice = recommend(
+        tmp_path, "--profile", str(profile), "--rate", "100/s", "--latency-budget", "2"
+    )
+    rec = advice["recommendation"]
+    assert rec["mode"] == "hybrid"
+    assert rec["machines"] == 1
+    assert rec["workers"] == 3
+
+
+def test_bursts_over_budget_add_workers(tmp_path: Path) -> None:
+    """Bursts that break the budget with the steady count give a larger one."""
+    _, advice = recommend(
+        tmp_path, "--rate", "10000/min", "--latency-budget", "5", "--cores", "2"
+    )
+    plan = advice["plan"]
+    rec = advice["recommendation"]
+    assert not plan["bursts_meet_budget"]
+    assert plan["day"]["worst_wait_seconds"] > 5
+    assert rec["burst_workers"] > rec["workers"]
+    assert plan["burst_day"]["worst_wait_seconds"] <= 5 - plan["service_p95_seconds"]
+
+
+# --- The command ---------------------------------------------------------------
+
+
+def test_cli_without_profile_says_estimate(tmp_path: Path) -> None:
+    """Without --profile the output calls the costs an estimate and shows how to measure."""
+    result, advice = recommend(tmp_path, "--rate", "50/day", "--latency-budget", "60")
+    text = " ".join(result.output.split())
+    assert "estimate" in text
+    assert "imgflow profile SAMPLE --json FILE" in text
+    assert advice["costs"]["estimated"]
+    assert advice["costs"]["source"] == "built-in estimate"
+
+
+def test_cli_bad_rate_exits_2() -> None:
+    """A rate with an unknown unit exits 2 and names the value."""
+    result = CliRunner().invoke(
+        main, ["recommend", "--rate", "50/week", "--latency-budget", "5"]
+    )
+    assert result.exit_code == 2
+    assert "invalid rate '50/week'" in result.output
+    assert "unknown unit" in result.output
+
+
+def test_cli_missing_profile_exits_2(tmp_path: Path) -> None:
+    """A profile path that does not exist exits 2 and shows how to make one."""
+    missing = tmp_path / "nope.json"
+    result = CliRunner().invoke(
+        main,
+        [
+            "recommend",
+            "--profile",
+            str(missing),
+            "--rate",
+            "3/s",
+            "--latency-budget",
+            "5",
+        ],
+    )
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2
+    assert "not found" in text
+    assert "imgflow profile SAMPLE --json FILE" in text
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"version": 2}', "version: expected 1"),
+        ('{"version": 1, "timing": {}}', "timing.seconds_per_image: missing key"),
+    ],
+)
+def test_cli_malformed_profile_exits_2(
+    tmp_path: Path, content: str, expected: str
+) -> None:
+    """A profile that is not the expected JSON exits 2 naming the problem."""
+    path = tmp_path / "bad.json"
+    path.write_text(content, encoding="utf-8")
+    result = CliRunner().invoke(
+        main,
+        ["recommend", "--profile", str(path), "--rate", "3/s", "--latency-budget", "5"],
+    )
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2
+    assert expected in text
+
+
+def test_read_profile_rejects_bad_number(tmp_path: Path) -> None:
+    """A non-numeric timing value is named by its key."""
+    path = write_profile(
+        tmp_path, mean=0.2, p95=0.3, peak_rss_bytes=MB, cores=2, memory_bytes=GB
+    )
+    document = json.loads(path.read_text())
+    document["timing"]["seconds_per_image"]["p95"] = "fast"
+    path.write_text(json.dumps(document))
+    with pytest.raises(UsageError, match=r"seconds_per_image\.p95: expected a number"):
+        read_profile(path)
+
+
+def test_cli_bad_memory_limit_exits_2() -> None:
+    """A memory limit that is not a size exits 2."""
+    result = CliRunner().invoke(
+        main,
+        [
+            "recommend",
+            "--rate",
+            "3/s",
+            "--latency-budget",
+            "5",
+            "--memory-limit",
+            "lots",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "invalid size 'lots'" in result.output
+
+
+def test_cli_html_has_backlog_chart(tmp_path: Path) -> None:
+    """--html writes a page with the backlog chart and the budget line."""
+    page = tmp_path / "advice.html"
+    result = CliRunner().invoke(
+        main,
+        [
+            "recommend",
+            "--rate",
+            "2/s",
+            "--latency-budget",
+            "3",
+            "--cores",
+            "2",
+            "--html",
+            str(page),
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    html = page.read_text(encoding="utf-8")
+    assert html.count("<svg") >= 2
+    assert "Images waiting for a worker" in html
+    assert "latency budget 3 s" in html
+    assert "Decision steps" in html
