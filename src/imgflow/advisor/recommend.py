@@ -733,11 +733,13 @@ def format_bytes(count: float) -> str:
 
 
 def format_seconds(seconds: float) -> str:
-    """Write a duration in seconds, switching to hours past two hours."""
+    """Write a duration in seconds, in ms below 10 ms and in hours past two hours."""
     if seconds >= 7200:
         return f"{seconds / 3600:,.1f} h"
     if seconds >= 100:
         return f"{seconds:,.0f} s"
+    if 0 < seconds < 0.01:
+        return f"{seconds * 1000:.2g} ms"
     return f"{seconds:.3g} s"
 
 

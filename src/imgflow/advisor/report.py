@@ -19,6 +19,7 @@ from imgflow.advisor.simulate import (
     SERIES_STEP_SECONDS,
     ArrivalPattern,
     DayResult,
+    ServiceTimes,
 )
 from imgflow.reporting import charts
 from imgflow.reporting.html import Page
@@ -57,8 +58,10 @@ def pattern_text(pattern: ArrivalPattern) -> str:
     )
 
 
-def method_text(day: DayResult) -> str:
+def method_text(day: DayResult, service: ServiceTimes) -> str:
     """Describe how the day was simulated."""
+    if day.method == "event" and service.p50 == service.p95 == service.max:
+        return f"image by image, each taking {format_seconds(service.mean)}"
     if day.method == "event":
         return (
             "image by image, with service times drawn from a lognormal fitted to "
@@ -115,7 +118,7 @@ def plan_rows(advice: Advice) -> list[tuple[str, str]]:
 
 def _day_rows(label: str, day: DayResult) -> list[tuple[str, str]]:
     rows = [
-        (f"worst backlog {label}", f"{day.worst_backlog:,} images"),
+        (f"worst backlog {label}", count(day.worst_backlog, "image")),
         (
             f"worst wait {label}",
             f"{format_seconds(day.worst_wait_seconds)} "
@@ -178,6 +181,7 @@ def _recommendation_section(page: Page, advice: Advice) -> None:
 
 def _charts(page: Page, advice: Advice) -> None:
     plan = advice.plan
+    budget = format_seconds(plan.budget_seconds)
     days = [plan.day] + ([plan.burst_day] if plan.burst_day else [])
     hours = [
         i * SERIES_STEP_SECONDS / 3600 for i in range(len(plan.day.backlog_series))
@@ -193,10 +197,11 @@ def _charts(page: Page, advice: Advice) -> None:
             ylabel="images waiting",
             hline=(
                 float(plan.max_waiting_images),
-                f"backlog that uses up the {format_seconds(plan.budget_seconds)} budget",
+                f"backlog that uses up the {budget} budget",
             ),
         ),
-        f"{pattern_text(plan.pattern)} Simulated {method_text(plan.day)}.",
+        f"{pattern_text(plan.pattern)} Simulated "
+        f"{method_text(plan.day, advice.costs.service)}.",
     )
     response = {
         count(day.workers, "worker"): (
@@ -213,7 +218,7 @@ def _charts(page: Page, advice: Advice) -> None:
             ylabel="seconds",
             hline=(
                 plan.budget_seconds,
-                f"latency budget {format_seconds(plan.budget_seconds)}",
+                f"latency budget {budget}",
             ),
         ),
         "Minutes above the dashed line break the latency budget.",

@@ -220,6 +220,6 @@ def print_advice(advice: Advice) -> None:
     stdout.print(plan)
     stdout.print(
         f"Simulated day: {report.pattern_text(advice.plan.pattern)} "
-        f"Simulated {report.method_text(advice.plan.day)}.",
+        f"Simulated {report.method_text(advice.plan.day, advice.costs.service)}.",
         highlight=False,
     )
