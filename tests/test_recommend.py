@@ -330,7 +330,7 @@ def test_simulation_seeded() -> None:
 
 
 def test_simulation_service_spread_within_max() -> None:
-    """Drawn service times centre on p50 and never exceed the measured max."""
+    """Drawn service times centre on p50 and stay within the measured max."""
     pattern = ArrivalPattern(peak_rate=0.5)
     service = ServiceTimes(mean=1.0, p50=0.9, p95=2.0, max=4.0)
     arrivals = generate_arrivals(pattern, service, seed=7)
@@ -341,7 +341,7 @@ def test_simulation_service_spread_within_max() -> None:
 
 
 def test_simulation_more_workers_wait_less() -> None:
-    """Adding workers never lengthens the worst wait on the same day."""
+    """Going from 2 to 3 to 4 workers never lengthens the worst wait."""
     pattern = ArrivalPattern(peak_rate=1.5)
     service = ServiceTimes(mean=1.0, p50=0.9, p95=2.0, max=4.0)
     arrivals = generate_arrivals(pattern, service, seed=2)
