@@ -598,6 +598,16 @@ def test_read_profile_rejects_bad_number(tmp_path: Path) -> None:
         read_profile(path)
 
 
+def test_cli_impossible_rate_exits_2() -> None:
+    """A rate needing more workers than the planner sizes exits 2."""
+    result = CliRunner().invoke(
+        main, ["recommend", "--rate", "1000000/s", "--latency-budget", "5"]
+    )
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2
+    assert "more than the 100,000 this planner sizes" in text
+
+
 def test_cli_bad_memory_limit_exits_2() -> None:
     """A memory limit that is not a size exits 2."""
     result = CliRunner().invoke(

@@ -27,6 +27,7 @@ from imgflow.advisor.simulate import (
     generate_arrivals,
     simulate_day,
 )
+from imgflow.errors import UsageError
 from imgflow.executors.hybrid import DEFAULT_SMALL_PIXELS
 from imgflow.runner import RunRequest
 
@@ -50,6 +51,9 @@ TIME_LIMIT_P99_FACTOR = 3
 TIME_LIMIT_MIN_SECONDS = 10
 # The burst search stops at this multiple of the steady worker count.
 MAX_BURST_FACTOR = 16
+# Erlang C costs O(c) per worker count tried, so pools are sized up to this
+# many workers; 10,000 images a minute at 0.19 s each needs 40.
+MAX_WORKERS = 100_000
 MB = 10**6
 
 
@@ -159,9 +163,19 @@ class Advice:
 
 
 def advise(request: AdviceRequest, costs: CostProfile) -> Advice:
-    """Work through the decision steps and return the advice."""
+    """Work through the decision steps and return the advice.
+
+    Raises UsageError when the load needs more than MAX_WORKERS workers.
+    """
     service = costs.service
     pattern = _pattern(request)
+    load = pattern.peak_rate * service.mean
+    if load / request.target_utilisation > MAX_WORKERS:
+        raise UsageError(
+            f"--rate {request.rate} at {format_seconds(service.mean)} per image "
+            f"needs about {load / request.target_utilisation:,.0f} workers, more "
+            f"than the {MAX_WORKERS:,} this planner sizes. Check the rate's unit."
+        )
     resources = _resources(request, costs)
     sizing = size_pool(
         pattern.peak_rate,

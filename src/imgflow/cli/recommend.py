@@ -62,7 +62,9 @@ def _bytes_option(
         )
     size = int(float(match[1]) * _BYTE_UNITS[match[3]])
     if size <= 0:
-        raise click.BadParameter(f"invalid size {value!r}: must be above 0", ctx, param)
+        raise click.BadParameter(
+            f"invalid size {value!r}: expected more than 0 bytes", ctx, param
+        )
     return size
 
 
@@ -78,8 +80,9 @@ def _bytes_option(
     "--rate",
     required=True,
     callback=_rate_option,
-    help="Arrival rate as COUNT/UNIT (s, min, hour or day), such as 10000/min. "
-    "A rate per day is a daily total; any other is the rate at the busiest time.",
+    metavar="COUNT/UNIT",
+    help="Arrival rate with UNIT s, min, hour or day, such as 10000/min. A rate "
+    "per day is a daily total. Any other rate is the rate at the busiest time.",
 )
 @click.option(
     "--latency-budget",
@@ -104,6 +107,7 @@ def _bytes_option(
     "--cores",
     type=click.IntRange(min=1),
     default=None,
+    metavar="N",
     help="Cores of one machine [default: the profiled machine's, or this machine's].",
 )
 @click.option(
@@ -112,6 +116,7 @@ def _bytes_option(
     type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
     default=0.8,
     show_default=True,
+    metavar="SHARE",
     help="Target share of time each worker is busy at the planning rate.",
 )
 @click.option(
@@ -119,7 +124,7 @@ def _bytes_option(
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="Seed of the simulated day; the same seed simulates the same day.",
+    help="Seed of the simulated day. The same seed simulates the same day.",
 )
 @click.option(
     "--html",
@@ -162,10 +167,10 @@ def recommend(
     )
     try:
         costs = read_profile(profile_path) if profile_path is not None else ESTIMATE
+        advice = advise(request, costs)
     except UsageError as exc:
         stderr.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(ExitCode.USAGE)
-    advice = advise(request, costs)
     print_advice(advice)
     try:
         if json_path is not None:
