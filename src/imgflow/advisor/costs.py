@@ -47,10 +47,11 @@ class CostProfile:
 # JPEG variants, taken from docs/benchmarks.md (2-core AMD EPYC, libvips
 # 8.18.7). Two parallel workers processed 10.5 images/s, so one worker
 # spends about 2 / 10.5 = 0.19 s per image. The largest process peaked at
-# 153 MB (sequential mode; 112 MB per parallel worker). The page gives no
-# spread per image, so p50, p95 and max all equal the mean.
+# 153 MiB (sequential mode; 112 MiB per parallel worker). The page's "MB"
+# are ru_maxrss KiB divided by 1024. It gives no spread per image, so p50,
+# p95 and max all equal the mean.
 ESTIMATE_SECONDS_PER_IMAGE = 0.19
-ESTIMATE_PEAK_RSS_BYTES = 153 * 10**6
+ESTIMATE_PEAK_RSS_BYTES = 153 * 2**20
 ESTIMATE_MEGAPIXELS = 12.0
 
 ESTIMATE = CostProfile(

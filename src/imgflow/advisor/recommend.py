@@ -54,7 +54,6 @@ MAX_BURST_FACTOR = 16
 # Erlang C costs O(c) per worker count tried, so pools are sized up to this
 # many workers; 10,000 images a minute at 0.19 s each needs 40.
 MAX_WORKERS = 100_000
-MB = 10**6
 
 
 @dataclass(frozen=True, slots=True)
@@ -739,7 +738,7 @@ def _failure_step(costs: CostProfile, recommendation: Recommendation) -> Step:
 
 
 def format_bytes(count: float) -> str:
-    """Write a byte count in decimal units (MB, GB), as `ps` users read them."""
+    """Write a byte count in decimal units (kB to TB), as --memory-limit takes them."""
     for unit, size in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6)):
         if count >= size:
             return f"{count / size:.3g} {unit}"
