@@ -1,6 +1,6 @@
 """The `imgflow` command line: one module per command or command group."""
 
-from imgflow.cli import dlq, profile, recommend, run, setup
+from imgflow.cli import compare, dlq, profile, recommend, run, setup
 from imgflow.cli.app import main
 
-__all__ = ["main", "dlq", "profile", "recommend", "run", "setup"]
+__all__ = ["main", "compare", "dlq", "profile", "recommend", "run", "setup"]

@@ -1,0 +1,344 @@
+"""`imgflow compare`: runs per model, medians, verdicts, outputs and errors."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import tempfile
+from pathlib import Path
+
+import psutil
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import jpeg_bytes, quadrant_pixels
+from imgflow.advisor import compare as advisor
+from imgflow.advisor.compare import (
+    ComparisonInterrupted,
+    Measurement,
+    Setup,
+    make_rows,
+    memory_verdict,
+    plan_setups,
+    round_order,
+    run_rounds,
+    speed_verdict,
+)
+from imgflow.cli import main
+from imgflow.config import PipelineConfig
+from imgflow.measure import Usage
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    """Four small images: two baseline JPEGs, a progressive JPEG and a PNG."""
+    folder = tmp_path / "sample"
+    folder.mkdir()
+    for index in range(2):
+        image = Image.fromarray(quadrant_pixels(64 + 8 * index, 48))
+        (folder / f"photo{index}.jpg").write_bytes(jpeg_bytes(image))
+    progressive = Image.fromarray(quadrant_pixels(80, 60))
+    (folder / "progressive.jpg").write_bytes(jpeg_bytes(progressive, progressive=True))
+    buffer = io.BytesIO()
+    Image.new("RGBA", (40, 30), (0, 128, 255, 100)).save(buffer, "PNG")
+    (folder / "alpha.png").write_bytes(buffer.getvalue())
+    return folder
+
+
+@pytest.fixture
+def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty folder that takes every temporary folder of the test."""
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+def _invoke(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def _text(result) -> str:
+    """The command's output with Rich's line wrapping undone."""
+    return " ".join(result.output.split())
+
+
+def _leftover_processes() -> list[str]:
+    """Command lines of this process's descendants, but the resource tracker.
+
+    multiprocessing starts one resource tracker per parent process on the
+    first spawn, and it lives as long as its parent.
+    """
+    lines = []
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            line = " ".join(child.cmdline())
+            if "resource_tracker" not in line:
+                lines.append(line)
+    return lines
+
+
+def test_compare_every_mode(sample: Path, tmp_path: Path, scratch: Path) -> None:
+    """Each mode gets one row with sane numbers, and the scratch output is gone."""
+    json_path = tmp_path / "compare.json"
+    html_path = tmp_path / "compare.html"
+    result = _invoke(
+        "compare",
+        str(sample),
+        "--modes",
+        "sequential,parallel,pipelined,hybrid",
+        "--workers",
+        "1",
+        "--json",
+        str(json_path),
+        "--html",
+        str(html_path),
+    )
+    assert result.exit_code == 0, result.output
+
+    data = json.loads(json_path.read_text())
+    assert data["files"] == 4
+    assert data["rounds"] == 1
+    rows = data["rows"]
+    assert [(row["mode"], row["workers"]) for row in rows] == [
+        ("sequential", 1),
+        ("parallel", 1),
+        ("pipelined", 1),
+        ("hybrid", 1),
+    ]
+    for row in rows:
+        latency = row["latency_seconds"]
+        assert row["images_per_second"] > 0, row["mode"]
+        assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"], row["mode"]
+        assert row["peak_rss_bytes"] > 0, row["mode"]
+        assert row["cpu_seconds"] > 0, row["mode"]
+        assert 0 < row["cpu_utilisation"], row["mode"]
+        assert row["workers_used"] == 1, row["mode"]
+        assert len(row["runs"]) == 1, row["mode"]
+        assert row["runs"][0]["counts"] == {"done": 4}, row["mode"]
+        assert len(row["latencies_seconds"]) == 4, row["mode"]
+        assert row["rss_series"], row["mode"]
+
+    assert data["fastest"]
+    assert data["least_memory"]
+    assert len(data["verdicts"]) == 2
+
+    assert list(scratch.iterdir()) == []
+    assert _leftover_processes() == []
+    assert "fastest" in _text(result).lower()
+    assert "memory" in _text(result)
+
+
+def test_compare_html_has_charts(sample: Path, tmp_path: Path, scratch: Path) -> None:
+    """The page embeds the throughput, latency and memory charts and the table."""
+    html_path = tmp_path / "compare.html"
+    result = _invoke(
+        "compare", str(sample), "--modes", "sequential", "--html", str(html_path)
+    )
+    assert result.exit_code == 0, result.output
+    page = html_path.read_text()
+    assert page.count("<svg") == 3
+    assert "Throughput per setup" in page
+    assert "Seconds per image" in page
+    assert "Resident memory of the process tree" in page
+    assert "<table>" in page
+    assert "<th>images/s</th>" in page
+    assert "http://" not in page.split("<svg", 1)[0]
+
+
+def test_compare_rejected_image_exits_1(
+    sample: Path, tmp_path: Path, scratch: Path
+) -> None:
+    """A sample with a rejected image still compares, then exits 1."""
+    (sample / "broken.jpg").write_bytes(b"plain text")
+    json_path = tmp_path / "compare.json"
+    result = _invoke(
+        "compare", str(sample), "--modes", "sequential", "--json", str(json_path)
+    )
+    assert result.exit_code == 1
+    assert "did not finish" in _text(result)
+    run = json.loads(json_path.read_text())["rows"][0]["runs"][0]
+    assert run["counts"] == {"done": 4, "rejected": 1}
+    assert list(scratch.iterdir()) == []
+
+
+def test_compare_missing_input_exits_2(tmp_path: Path, scratch: Path) -> None:
+    """An input that does not exist is a usage error, and nothing runs."""
+    result = _invoke("compare", str(tmp_path / "nowhere"))
+    assert result.exit_code == 2
+    assert "input not found" in _text(result)
+    assert list(scratch.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--modes", "parallel,turbo", "unknown mode turbo"),
+        ("--modes", "auto", "unknown mode auto"),
+        ("--modes", ",", "name at least one of"),
+        ("--workers", "0", "'0' is not a worker count"),
+        ("--workers", "1,two", "'two' is not a worker count"),
+        ("--workers", "", "'' is not a worker count"),
+        ("--rounds", "0", "--rounds"),
+    ],
+)
+def test_compare_bad_option_exits_2(
+    sample: Path, option: str, value: str, message: str
+) -> None:
+    """Bad --modes, --workers and --rounds values are usage errors."""
+    result = _invoke("compare", str(sample), option, value)
+    assert result.exit_code == 2
+    assert message in _text(result)
+
+
+def test_plan_runs_sequential_once() -> None:
+    """Sequential gets one worker; other modes get each count once."""
+    setups = plan_setups(["parallel", "sequential", "hybrid"], [1, 2])
+    assert setups == [
+        Setup("parallel", 1),
+        Setup("parallel", 2),
+        Setup("sequential", 1),
+        Setup("hybrid", 1),
+        Setup("hybrid", 2),
+    ]
+
+
+def test_round_order_rotates() -> None:
+    """Each round starts one setup further along."""
+    setups = plan_setups(["sequential", "parallel", "hybrid"], [2])
+    assert round_order(setups, 0) == setups
+    assert round_order(setups, 1) == [setups[1], setups[2], setups[0]]
+    assert round_order(setups, 3) == setups
+
+
+def _measurement(
+    setup: Setup, round_index: int, seconds: float, peak: int
+) -> Measurement:
+    return Measurement(
+        setup=setup,
+        round_index=round_index,
+        workers_used=setup.workers,
+        counts={"done": 10},
+        not_processed=0,
+        seconds=seconds,
+        latencies=[seconds / 10] * 10,
+        usage=Usage(
+            wall_seconds=seconds,
+            cpu_seconds=seconds,
+            cores=2,
+            peak_rss_bytes=peak,
+            rss_series=[(0.0, peak // 2), (seconds, peak)],
+        ),
+    )
+
+
+def test_rows_report_medians() -> None:
+    """Three rounds give the median throughput, latency and memory."""
+    setup = Setup("parallel", 2)
+    runs = [
+        _measurement(setup, 0, 1.0, 300),
+        _measurement(setup, 1, 4.0, 100),
+        _measurement(setup, 2, 2.0, 200),
+    ]
+    (row,) = make_rows([setup], runs)
+    assert row.images_per_second == pytest.approx(5.0)
+    assert row.latency(0.5) == pytest.approx(0.2)
+    assert row.peak_rss_bytes == 200
+    assert row.typical is runs[2]
+
+
+def test_verdict_clear_winner() -> None:
+    """A lead over 5 % names the fastest and the ratio to the next."""
+    fast, slow = Setup("parallel", 2), Setup("sequential", 1)
+    rows = make_rows(
+        [fast, slow],
+        [_measurement(fast, 0, 1.0, 400), _measurement(slow, 0, 2.0, 200)],
+    )
+    speed = speed_verdict(rows, rounds=1)
+    assert speed.leaders == [fast]
+    assert "Fastest: parallel with 2 workers" in speed.sentence
+    assert "2.00x as fast as the next" in speed.sentence
+    memory = memory_verdict(rows, rounds=1)
+    assert memory.leaders == [slow]
+    assert "50% below the next" in memory.sentence
+
+
+def test_verdict_within_noise() -> None:
+    """Results under 5 % apart are called a tie, not a win."""
+    first, second = Setup("parallel", 2), Setup("hybrid", 2)
+    rows = make_rows(
+        [first, second],
+        [_measurement(first, 0, 1.00, 300), _measurement(second, 0, 1.03, 310)],
+    )
+    speed = speed_verdict(rows, rounds=1)
+    assert speed.leaders == [first, second]
+    assert "No clear fastest" in speed.sentence
+    assert "within noise" in speed.sentence
+    memory = memory_verdict(rows, rounds=1)
+    assert memory.leaders == [first, second]
+    assert "No clear least memory" in memory.sentence
+
+
+def test_verdict_overlapping_rounds() -> None:
+    """Over several rounds, medians 10 % apart whose ranges overlap are a tie."""
+    first, second = Setup("parallel", 2), Setup("hybrid", 2)
+    runs = [
+        _measurement(first, 0, 1.0, 300),
+        _measurement(first, 1, 1.0, 300),
+        _measurement(first, 2, 1.5, 300),
+        _measurement(second, 0, 1.1, 300),
+        _measurement(second, 1, 1.1, 300),
+        _measurement(second, 2, 0.9, 300),
+    ]
+    rows = make_rows([first, second], runs)
+    assert speed_verdict(rows, rounds=3).leaders == [first, second]
+    assert speed_verdict(rows, rounds=1).leaders == [first]
+
+
+def test_run_rounds_interleaves_and_cleans(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rounds rotate the order, and each run's folder is removed after it."""
+    calls: list[tuple[Setup, int, Path]] = []
+
+    def fake_measure(setup, round_index, sources, config, out_dir, inputs):
+        out_dir.mkdir(parents=True)
+        (out_dir / "catalog.sqlite").write_bytes(b"")
+        calls.append((setup, round_index, out_dir))
+        return _measurement(setup, round_index, 1.0, 100)
+
+    monkeypatch.setattr(advisor, "measure", fake_measure)
+    setups = plan_setups(["sequential", "parallel"], [1, 2])
+    measurements = run_rounds(
+        setups, [], PipelineConfig(), tmp_path, inputs=[], rounds=2
+    )
+    assert len(measurements) == 6
+    assert [setup for setup, _, _ in calls[:3]] == setups
+    assert [setup for setup, _, _ in calls[3:]] == round_order(setups, 1)
+    assert [index for _, index, _ in calls] == [0, 0, 0, 1, 1, 1]
+    assert len({out_dir for _, _, out_dir in calls}) == 6
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_rounds_interrupt_cleans(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during a run raises ComparisonInterrupted and removes its folder."""
+
+    def interrupted_measure(setup, round_index, sources, config, out_dir, inputs):
+        out_dir.mkdir(parents=True)
+        (out_dir / "partial.jpg").write_bytes(b"")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(advisor, "measure", interrupted_measure)
+    with pytest.raises(ComparisonInterrupted, match="stopped at run 1 of 2"):
+        run_rounds(
+            plan_setups(["sequential", "parallel"], [1]),
+            [],
+            PipelineConfig(),
+            tmp_path,
+            inputs=[],
+        )
+    assert list(tmp_path.iterdir()) == []
