@@ -12,6 +12,8 @@ from click.testing import CliRunner
 
 from imgflow.advisor.capacity import erlang_c, mmc, size_pool
 from imgflow.advisor.costs import read_profile
+from imgflow.advisor.profile import Profile
+from imgflow.advisor.profile import write_profile as write_saved_profile
 from imgflow.advisor.rates import format_rate, parse_rate
 from imgflow.advisor.simulate import (
     ArrivalPattern,
@@ -584,6 +586,35 @@ def test_cli_malformed_profile_exits_2(
     text = " ".join(result.output.split())
     assert result.exit_code == 2
     assert expected in text
+
+
+def test_read_profile_written_by_profile_module(tmp_path: Path) -> None:
+    """A profile saved by `write_profile` reads back with its costs."""
+    source = write_profile(
+        tmp_path,
+        mean=0.2,
+        p95=0.3,
+        p99=0.4,
+        longest=0.5,
+        peak_rss_bytes=120 * MB,
+        cores=4,
+        memory_bytes=8 * GB,
+        megapixels=1.0,
+    )
+    saved = tmp_path / "saved.json"
+    write_saved_profile(Profile.model_validate_json(source.read_text()), saved)
+    costs = read_profile(saved)
+    assert costs.service.mean == 0.2
+    assert costs.service.p95 == 0.3
+    assert costs.p99_seconds == 0.4
+    assert costs.service.max == 0.5
+    assert costs.peak_rss_bytes == 120 * MB
+    assert costs.cores == 4
+    assert costs.memory_bytes == 8 * GB
+    assert costs.megapixels_p50 == 1.0
+    assert costs.io_share is not None
+    assert math.isclose(costs.io_share, 0.15)
+    assert not costs.estimated
 
 
 def test_read_profile_rejects_bad_number(tmp_path: Path) -> None:

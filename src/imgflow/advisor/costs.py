@@ -1,26 +1,25 @@
 """Per-image cost of one worker, measured by a profile or estimated.
 
-`read_profile` is the one place that reads a profile file, so the advisor
-depends only on `CostProfile`.
+`read_profile` maps a profile, as `imgflow.advisor.profile.load_profile`
+reads and checks it, to the few costs the advisor uses, so the rest of the
+advisor depends only on `CostProfile`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
 
+from imgflow.advisor.profile import ProfileError, StageSummary, load_profile
 from imgflow.advisor.simulate import ServiceTimes
 from imgflow.errors import UsageError
+from imgflow.stages import ingest, store
 
-PROFILE_VERSION = 1
 PROFILE_HINT = "write one with `imgflow profile SAMPLE --json FILE`"
 ESTIMATE_SOURCE = "built-in estimate"
 # Stages that read and write files rather than compute on pixels.
-IO_STAGES = ("ingest", "store")
+IO_STAGES = (ingest.STAGE, store.STAGE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,122 +74,48 @@ ESTIMATE = CostProfile(
 
 
 def read_profile(path: Path) -> CostProfile:
-    """Read the fields the advisor needs from a profile written by `imgflow profile`.
+    """Read the costs the advisor needs from a profile of `imgflow profile`.
 
-    Raises UsageError naming the file, the key and the value found.
+    `load_profile` reads and checks the file. Raises UsageError naming the
+    file and each invalid key, and how to write a new profile.
     """
-    document = _load_json(path)
-    reader = _Reader(path, document)
-    if document.get("version") != PROFILE_VERSION:
-        reader.fail(
-            f"version: expected {PROFILE_VERSION}, got {document.get('version')!r}"
+    if not path.exists():
+        raise UsageError(f"profile {path} not found; {PROFILE_HINT}")
+    try:
+        profile = load_profile(path)
+    except ProfileError as exc:
+        hint = PROFILE_HINT[0].upper() + PROFILE_HINT[1:]
+        raise UsageError(f"{exc}\n{hint}.") from None
+    timing = profile.timing
+    seconds = timing.seconds_per_image
+    if seconds.mean <= 0 or timing.peak_rss_bytes <= 0:
+        raise UsageError(
+            f"invalid profile {path}: timing.seconds_per_image.mean and "
+            "timing.peak_rss_bytes must be above 0, got "
+            f"{seconds.mean} and {timing.peak_rss_bytes}; {PROFILE_HINT}"
         )
-    per_image = reader.mapping("timing.seconds_per_image")
-    seconds = {
-        name: reader.number(f"timing.seconds_per_image.{name}", per_image.get(name))
-        for name in ("mean", "p50", "p95", "p99", "max")
-    }
-    if seconds["mean"] <= 0:
-        mean = seconds["mean"]
-        reader.fail(f"timing.seconds_per_image.mean: expected more than 0, got {mean}")
-    timed = reader.integer("timing.images_timed", minimum=1)
-    megapixels = reader.mapping("sample.megapixels")
-    sample = reader.mapping("sample")
+    sample = profile.sample
     return CostProfile(
         source=str(path),
         estimated=False,
         service=ServiceTimes(
-            mean=seconds["mean"],
-            p50=seconds["p50"],
-            p95=seconds["p95"],
-            max=seconds["max"],
+            mean=seconds.mean, p50=seconds.p50, p95=seconds.p95, max=seconds.max
         ),
-        p99_seconds=seconds["p99"],
-        peak_rss_bytes=reader.integer("timing.peak_rss_bytes", minimum=1),
-        images_timed=timed,
-        cores=reader.integer("machine.cores", minimum=1),
-        memory_bytes=reader.integer("machine.memory_bytes", minimum=1),
-        megapixels_p50=reader.number("sample.megapixels.p50", megapixels.get("p50")),
-        megapixels_max=reader.number("sample.megapixels.max", megapixels.get("max")),
-        io_share=_io_share(reader, seconds["mean"]),
-        progressive=reader.integer(
-            "sample.progressive", value=sample.get("progressive")
-        ),
-        animated=reader.integer("sample.animated", value=sample.get("animated")),
+        p99_seconds=seconds.p99,
+        peak_rss_bytes=timing.peak_rss_bytes,
+        images_timed=timing.images_timed,
+        cores=profile.machine.cores,
+        memory_bytes=profile.machine.memory_bytes,
+        megapixels_p50=sample.megapixels.p50,
+        megapixels_max=sample.megapixels.max,
+        io_share=_io_share(timing.stages, seconds.mean),
+        progressive=sample.progressive,
+        animated=sample.animated,
     )
 
 
-def _load_json(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"profile {path} not found; {PROFILE_HINT}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read profile {path}: {exc}") from None
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(
-            f"invalid profile {path}: not valid JSON ({exc}); {PROFILE_HINT}"
-        ) from None
-    if not isinstance(document, dict):
-        raise UsageError(
-            f"invalid profile {path}: expected a JSON object, "
-            f"got {type(document).__name__}; {PROFILE_HINT}"
-        )
-    return document
-
-
-def _io_share(reader: _Reader, mean_seconds: float) -> float | None:
-    stages = reader.mapping("timing.stages")
+def _io_share(stages: Mapping[str, StageSummary], mean_seconds: float) -> float | None:
     if not stages:
         return None
-    io_seconds = 0.0
-    for name in IO_STAGES:
-        stage = stages.get(name)
-        if isinstance(stage, Mapping):
-            io_seconds += reader.number(f"timing.stages.{name}.mean", stage.get("mean"))
+    io_seconds = sum(stages[name].mean for name in IO_STAGES if name in stages)
     return min(1.0, io_seconds / mean_seconds)
-
-
-class _Reader:
-    """Typed access to dotted keys, failing with the file and the key named."""
-
-    def __init__(self, path: Path, document: Mapping[str, Any]) -> None:
-        self.path = path
-        self.document = document
-
-    def fail(self, message: str) -> NoReturn:
-        raise UsageError(f"invalid profile {self.path}: {message}; {PROFILE_HINT}")
-
-    def lookup(self, key: str) -> Any:
-        value: Any = self.document
-        for part in key.split("."):
-            if not isinstance(value, Mapping) or part not in value:
-                self.fail(f"{key}: missing key")
-            value = value[part]
-        return value
-
-    def mapping(self, key: str) -> Mapping[str, Any]:
-        value = self.lookup(key)
-        if not isinstance(value, Mapping):
-            self.fail(f"{key}: expected an object, got {value!r}")
-        return value
-
-    def number(self, key: str, value: Any) -> float:
-        if value is None:
-            self.fail(f"{key}: missing key")
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.fail(f"{key}: expected a number, got {value!r}")
-        if not math.isfinite(value) or value < 0:
-            self.fail(f"{key}: expected a finite number of at least 0, got {value!r}")
-        return float(value)
-
-    def integer(self, key: str, *, minimum: int = 0, value: Any = None) -> int:
-        if value is None:
-            value = self.lookup(key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(f"{key}: expected a whole number, got {value!r}")
-        if value < minimum:
-            self.fail(f"{key}: expected at least {minimum}, got {value}")
-        return int(value)
