@@ -76,7 +76,7 @@ class Setup:
 
 
 def plan_setups(modes: Sequence[str], workers: Sequence[int]) -> list[Setup]:
-    """List each mode with each worker count; sequential runs once, with 1."""
+    """List each mode with each worker count. Sequential runs once, with 1."""
     setups: list[Setup] = []
     for mode in modes:
         for count in [1] if mode == "sequential" else workers:
@@ -133,7 +133,7 @@ def _measure_in_child(
     connection: multiprocessing.connection.Connection,
     log_level: int,
 ) -> None:
-    """Run and measure one setup; the entry point of the child process.
+    """Run and measure one setup, as the entry point of the child process.
 
     The parent decides when to stop: the child ignores SIGINT (a Ctrl-C on
     the terminal reaches the whole process group) and turns SIGTERM into a
@@ -427,8 +427,8 @@ def speed_verdict(rows: Sequence[Row], rounds: int) -> Verdict:
         runner_up = ordered[1]
         sentence = (
             f"Fastest: {best.setup.label} at {best.images_per_second:.2f} images/s, "
-            f"{_times(best.images_per_second, runner_up.images_per_second)} "
-            f"as fast as the next ({runner_up.setup.label}, "
+            f"{_as_fast(best.images_per_second, runner_up.images_per_second)} "
+            f"the next ({runner_up.setup.label}, "
             f"{runner_up.images_per_second:.2f} images/s)."
         )
         sentence += _single_round_caveat(
@@ -446,8 +446,7 @@ def speed_verdict(rows: Sequence[Row], rounds: int) -> Verdict:
     if rest:
         sentence += (
             f" The next, {rest[0].setup.label}, ran at "
-            f"{rest[0].images_per_second:.2f} images/s, so {best.setup.label} was "
-            f"{_times(best.images_per_second, rest[0].images_per_second)} as fast."
+            f"{rest[0].images_per_second:.2f} images/s."
         )
     return Verdict([row.setup for row in tied], sentence)
 
@@ -487,9 +486,9 @@ def memory_verdict(rows: Sequence[Row], rounds: int) -> Verdict:
     return Verdict([row.setup for row in tied], sentence)
 
 
-def _times(faster: float, slower: float) -> str:
-    """Write a speed ratio such as "1.42x", or "infinitely" when `slower` is 0."""
-    return f"{faster / slower:.2f}x" if slower > 0 else "infinitely"
+def _as_fast(faster: float, slower: float) -> str:
+    """Write "1.42x as fast as", or "faster than" when `slower` is 0."""
+    return f"{faster / slower:.2f}x as fast as" if slower > 0 else "faster than"
 
 
 def _join(items: Sequence[str]) -> str:
