@@ -24,10 +24,7 @@ Usage: python benchmarks/run.py [--quick] [--write-doc]
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -39,16 +36,24 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypedDict
 
-REPO = Path(__file__).resolve().parent.parent
-SAMPLE_CACHE = REPO / "build" / "bench-samples"
+from common import (
+    DOC_PATH,
+    REPO,
+    count_jpegs,
+    find_imgflow,
+    generate_cached,
+    is_busy,
+    machine_description,
+    marked_sections,
+    one_minute_load,
+    warm_page_cache,
+)
+
 OUTPUT_ROOT = REPO / "build" / "bench-out"
-DOC_PATH = REPO / "docs" / "benchmarks.md"
 SAMPLE_SEED = 0
 RUN_TIMEOUT_SECONDS = 900
 INSTALL_HINT = "apt-get install -y libvips-tools parallel"
 REFERENCE_KEYS = ("ref_pyvips", "vipsthumbnail")
-# Above this one-minute load average, other work shares the cores with the runs.
-BUSY_LOAD = 0.5
 BUSY_NOTE = (
     "\nOther programs were running on the machine during this measurement, so the\n"
     "wall-time ratios carry more noise than usual. The CPU time per image is less\n"
@@ -149,53 +154,9 @@ Results = dict[tuple[str, str, int], Measurement]
 
 def prepare_samples(spec: SampleSet, quick: bool) -> Samples:
     """Generate a sample set once and reuse it from the cache afterwards."""
-    from imgflow import samples
-
     count = spec.quick_count if quick else spec.count
-    slug = f"{spec.megapixels:g}mp-{count}-seed{SAMPLE_SEED}"
-    directory = SAMPLE_CACHE / slug
-    # The marker is kept beside the set, so imgflow finds only JPEGs in the folder.
-    marker = SAMPLE_CACHE / f"{slug}.json"
-    # A changed generator invalidates the cache through the hash of its source.
-    generator_hash = hashlib.sha256(Path(samples.__file__).read_bytes()).hexdigest()
-    settings = {
-        "megapixels": spec.megapixels,
-        "count": count,
-        "seed": SAMPLE_SEED,
-        "generator_sha256": generator_hash,
-    }
-
-    files = tuple(directory / f"IMG_{n:04d}.jpg" for n in range(1, count + 1))
-    cached = marker.is_file() and json.loads(marker.read_text()) == settings
-    if not (cached and all(path.is_file() for path in files)):
-        print(f"Generating {count} sample photos of {spec.megapixels:g} MP ...")
-        if directory.exists():
-            shutil.rmtree(directory)
-        written = samples.generate(
-            directory, count, megapixels=spec.megapixels, seed=SAMPLE_SEED
-        )
-        files = tuple(written)
-        marker.write_text(json.dumps(settings))
+    directory, files = generate_cached(spec.megapixels, count, seed=SAMPLE_SEED)
     return Samples(spec, directory, files)
-
-
-def find_imgflow(requested: Path | None) -> Path | None:
-    """Return the imgflow command to measure, or None if none works."""
-    candidates = [requested] if requested else []
-    candidates.append(Path(sys.executable).parent / "imgflow")
-    found = shutil.which("imgflow")
-    if found:
-        candidates.append(Path(found))
-    for candidate in candidates:
-        if candidate is None or not candidate.is_file():
-            continue
-        check = subprocess.run(
-            [str(candidate), "run", "--help"], capture_output=True, timeout=60
-        )
-        if check.returncode == 0:
-            return candidate
-        print(f"{candidate} run --help failed with exit code {check.returncode}")
-    return None
 
 
 def build_contenders(
@@ -335,10 +296,6 @@ def measure_once(command: list[str]) -> RunReport:
     return report
 
 
-def count_jpegs(directory: Path) -> int:
-    return sum(1 for path in directory.rglob("*") if path.suffix.lower() == ".jpg")
-
-
 def run_rounds(
     sample_sets: Sequence[Samples], contenders: Sequence[Contender], repeats: int
 ) -> Results:
@@ -377,12 +334,6 @@ def run_one(samples: Samples, contender: Contender, measurement: Measurement) ->
         measurement.cpu_seconds.append(report["cpu_seconds"])
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
-
-
-def warm_page_cache(files: Sequence[Path]) -> None:
-    """Read every input once, so the first contender does not pay for disk reads."""
-    for path in files:
-        path.read_bytes()
 
 
 def ratio(value: float | None, reference: float | None) -> str:
@@ -462,53 +413,6 @@ def markdown_table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def command_output(command: list[str]) -> str:
-    try:
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return f"unavailable ({error})"
-    lines = (completed.stdout or completed.stderr).strip().splitlines()
-    return lines[0] if lines else "unavailable"
-
-
-def one_minute_load() -> str:
-    return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "unknown"
-
-
-def machine_description() -> dict[str, str]:
-    """Collect the facts a reader needs to compare these numbers with theirs."""
-    import PIL
-    import pyvips
-
-    cpu = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    memory = "unknown"
-    meminfo = Path("/proc/meminfo")
-    if meminfo.is_file():
-        total_kb = int(meminfo.read_text().split()[1])
-        memory = f"{total_kb / 1024 / 1024:.0f} GiB"
-    libvips = ".".join(str(pyvips.version(i)) for i in range(3))
-    return {
-        "cpu": f"{cpu}, {os.cpu_count()} logical cores",
-        "memory": memory,
-        "system": f"{platform.system()} {platform.release()} ({platform.machine()})",
-        "python": platform.python_version(),
-        "libvips": f"{libvips} (pyvips {pyvips.__version__})",
-        "vipsthumbnail": command_output(["vipsthumbnail", "--version"]),
-        "parallel": command_output(["parallel", "--version"]),
-        "pillow": PIL.__version__,
-        "imgflow_commit": command_output(
-            ["git", "-C", str(REPO), "describe", "--always", "--dirty"]
-        ),
-        "load": one_minute_load(),
-    }
-
-
 def summary_lines(
     results: Results, sample_sets: Sequence[Samples], contenders: Sequence[Contender]
 ) -> list[str]:
@@ -559,7 +463,7 @@ def write_doc(
         )
     rounds = f"{repeats} interleaved round{'s' if repeats != 1 else ''}"
     loads = [machine["load"], machine["load_after"]]
-    busy = any(load != "unknown" and float(load) > BUSY_LOAD for load in loads)
+    busy = any(is_busy(load) for load in loads)
     load_note = BUSY_NOTE if busy else ""
     text = DOC_TEMPLATE.format(
         date=date,
@@ -571,6 +475,11 @@ def write_doc(
         install_hint=INSTALL_HINT,
         **machine,
     )
+    # Parts that other scripts wrote into the page stay after this one.
+    previous = DOC_PATH.read_text() if DOC_PATH.is_file() else ""
+    others = marked_sections(previous)
+    if others:
+        text = text.rstrip("\n") + "\n\n" + others
     DOC_PATH.parent.mkdir(parents=True, exist_ok=True)
     DOC_PATH.write_text(text)
     print(f"Wrote {DOC_PATH}")
@@ -711,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     contenders = build_contenders(imgflow, args.worker_counts)
     machine = machine_description()
-    if machine["load"] != "unknown" and float(machine["load"]) > BUSY_LOAD:
+    if is_busy(machine["load"]):
         print(f"Warning: load average is {machine['load']}, so results may be noisy.")
 
     sample_sets = [prepare_samples(spec, args.quick) for spec in SAMPLE_SETS]
