@@ -7,14 +7,19 @@ while thumbnailing. That result is kept in memory, 1024 px is derived from it an
 block is read with Pillow, as a metadata stage would. Worker processes each handle whole images, because
 processes across images scale better than libvips threads inside one image.
 
-Usage: python benchmarks/ref_pyvips.py --out DIR [--workers N] FILE...
+``--timings FILE`` writes each photo's processing time as JSON, in the shape of
+``imgflow run --report``: ``{"images": [{"source": ..., "seconds": ...}]}``.
+
+Usage: python benchmarks/ref_pyvips.py --out DIR [--workers N] [--timings FILE] FILE...
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -51,10 +56,38 @@ def process(path_text: str, out_dir_text: str) -> int:
         return len(source.getexif())
 
 
+def timed_process(path_text: str, out_dir_text: str) -> float:
+    """Run ``process`` on one photo and return its wall time in seconds."""
+    started = time.perf_counter()
+    process(path_text, out_dir_text)
+    return time.perf_counter() - started
+
+
+def write_timings(path: Path, sources: list[str], seconds: list[float]) -> None:
+    images = [
+        {"source": source, "seconds": round(value, 4)}
+        for source, value in zip(sources, seconds, strict=True)
+    ]
+    path.write_text(json.dumps({"images": images}))
+
+
+def run_pool(workers: int, paths: list[str], out_dirs: list[str]) -> list[float]:
+    """Process the photos on a pool of worker processes; return their times."""
+    chunksize = max(1, len(paths) // (workers * 8))
+    with ProcessPoolExecutor(workers, initializer=configure_libvips) as pool:
+        # list() re-raises the first worker error, which ends the run non-zero.
+        return list(pool.map(timed_process, paths, out_dirs, chunksize=chunksize))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", type=Path, help="input JPEG files")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument(
+        "--timings",
+        type=Path,
+        help="write each photo's processing time in seconds to this JSON file",
+    )
     parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="worker processes"
     )
@@ -67,14 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     out_dirs = [str(args.out)] * len(paths)
     if args.workers == 1:
         configure_libvips()
-        for path, out_dir in zip(paths, out_dirs, strict=True):
-            process(path, out_dir)
-        return 0
-
-    chunksize = max(1, len(paths) // (args.workers * 8))
-    with ProcessPoolExecutor(args.workers, initializer=configure_libvips) as pool:
-        # list() re-raises the first worker error, which ends the run non-zero.
-        list(pool.map(process, paths, out_dirs, chunksize=chunksize))
+        seconds = [
+            timed_process(path, out_dir)
+            for path, out_dir in zip(paths, out_dirs, strict=True)
+        ]
+    else:
+        seconds = run_pool(args.workers, paths, out_dirs)
+    if args.timings is not None:
+        write_timings(args.timings, paths, seconds)
     return 0
 
 
