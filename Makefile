@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 SAMPLES ?= build/samples
 DEMO_OUT ?= build/demo-out
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-models clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,6 +25,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+
+bench-models: $(STAMP)
+	$(PY) benchmarks/models.py
 
 clean:
 	rm -rf $(VENV) build
