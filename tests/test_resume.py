@@ -108,7 +108,12 @@ def _done_count(out: Path) -> int:
     if not (out / "catalog.sqlite").exists():
         return 0
     with sqlite3.connect(out / "catalog.sqlite") as connection:
-        row = connection.execute("SELECT count(*) FROM images WHERE status = 'done'")
+        try:
+            row = connection.execute(
+                "SELECT count(*) FROM images WHERE status = 'done'"
+            )
+        except sqlite3.OperationalError:
+            return 0  # The run has created the file but not yet its tables.
         return int(row.fetchone()[0])
 
 
