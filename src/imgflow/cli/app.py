@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -24,6 +25,13 @@ def setup_logging(verbosity: int, quiet: bool, log_format: LogFormat = "text") -
         console=stderr if log_format == "text" else None,
     )
 
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="TOML pipeline configuration (see `imgflow init`).",
+)
 
 LOG_FORMAT_OPTION = click.option(
     "--log-format",

@@ -25,7 +25,7 @@ from imgflow.advisor.compare import (
     table_rows,
     unfinished_images,
 )
-from imgflow.cli.app import main, plural, setup_logging, stderr, stdout
+from imgflow.cli.app import CONFIG_OPTION, main, plural, setup_logging, stderr, stdout
 from imgflow.cli.profile import check_output_file, collect_sample
 from imgflow.config import load_config
 from imgflow.errors import ConfigError, ExitCode, UsageError
@@ -98,12 +98,7 @@ def _table(comparison: Comparison) -> Table:
 
 @main.command()
 @click.argument("inputs", nargs=-1)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    help="TOML pipeline configuration (see `imgflow init`).",
-)
+@CONFIG_OPTION
 @click.option(
     "--modes",
     default=",".join(MODES),

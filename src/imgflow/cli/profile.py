@@ -23,7 +23,7 @@ from imgflow.advisor.profile import (
     time_images,
     write_profile,
 )
-from imgflow.cli.app import main, plural, setup_logging, stderr, stdout
+from imgflow.cli.app import CONFIG_OPTION, main, plural, setup_logging, stderr, stdout
 from imgflow.config import PipelineConfig, load_config
 from imgflow.errors import ConfigError, ExitCode, UsageError
 from imgflow.records import Source
@@ -196,12 +196,7 @@ def _profile(
 
 @main.command()
 @click.argument("inputs", nargs=-1)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    help="TOML pipeline configuration (see `imgflow init`).",
-)
+@CONFIG_OPTION
 @click.option(
     "--json",
     "json_path",

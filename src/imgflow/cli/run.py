@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.table import Table
 
 from imgflow.cli.app import (
+    CONFIG_OPTION,
     LOG_FORMAT_OPTION,
     main,
     plural,
@@ -118,12 +119,7 @@ def _problems_table(summary: RunSummary) -> Table | None:
     type=click.Path(path_type=Path),
     help="Output folder for variants, sidecars and the catalog.",
 )
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    help="TOML pipeline configuration (see `imgflow init`).",
-)
+@CONFIG_OPTION
 @click.option(
     "--mode",
     type=click.Choice(("auto", *MODES)),
