@@ -311,6 +311,8 @@ class Run:
     # File name to the engine that rendered it (imgflow reports only).
     engines: dict[str, str]
     mode: str | None
+    # Position of the round, for comparing contenders within one round.
+    round_index: int = 0
 
 
 @dataclass
@@ -367,6 +369,9 @@ class Measurement:
     def peak_rss_mb(self) -> float | None:
         peak = self.median_of(lambda run: run.peak_rss_bytes)
         return None if peak is None else peak / 2**20
+
+    def by_round(self) -> dict[int, Run]:
+        return {run.round_index: run for run in self.runs}
 
     def modes(self) -> list[str]:
         return sorted({run.mode for run in self.runs if run.mode})
@@ -440,7 +445,7 @@ def run_rounds(
                 measurement = results.setdefault(
                     (prepared.name, contender.key), Measurement()
                 )
-                run_one(prepared, contender, measurement, env)
+                run_one(prepared, contender, measurement, env, round_index)
             print(f"{prepared.name}: round {round_index + 1}/{repeats} done")
     return results
 
@@ -450,6 +455,7 @@ def run_one(
     contender: Contender,
     measurement: Measurement,
     env: dict[str, str],
+    round_index: int,
 ) -> None:
     """Measure one run, check its output, and add it to ``measurement``."""
     work_dir = Path(tempfile.mkdtemp(prefix="models-", dir=OUTPUT_ROOT))
@@ -475,7 +481,9 @@ def run_one(
         written = count_jpegs(out_dir)
         if written != expected:
             measurement.warnings.add(f"wrote {written} JPEG files, expected {expected}")
-        measurement.runs.append(read_run(report, report_path, prepared, measurement))
+        run = read_run(report, report_path, prepared, measurement)
+        run.round_index = round_index
+        measurement.runs.append(run)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 

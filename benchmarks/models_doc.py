@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -13,7 +14,7 @@ import hybrid_threshold
 from common import DOC_PATH, is_busy, replace_section
 
 if TYPE_CHECKING:
-    from models import Contender, Measurement, Part, Prepared, Results
+    from models import Contender, Measurement, Part, Prepared, Results, Run
 
 DOC_OWNER = "benchmarks/models.py"
 # The workload made of the mix's small photos alone.
@@ -39,6 +40,44 @@ def percent(value: float | None) -> str:
 
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def join_words(items: Sequence[str]) -> str:
+    """Join items as a list in prose: ``a``, ``a and b``, ``a, b and c``."""
+    if len(items) < 2:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def wrap_markdown(text: str, width: int = 80) -> str:
+    """Wrap long prose lines, leaving tables, headings, comments and code as they are."""
+    lines = []
+    in_code = False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        if in_code or len(line) <= width or line.startswith(("|", "#", "<!--")):
+            lines.append(line)
+            continue
+        indent = "  " if line.startswith(("- ", "  ")) else ""
+        wrapped = textwrap.fill(
+            line,
+            width,
+            subsequent_indent=indent,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        lines.append(wrapped)
+    return "\n".join(lines) + "\n"
+
+
+def percentile_of(
+    values: dict[str, float], quantile: float, names: frozenset[str]
+) -> float | None:
+    """Return a percentile of the values whose names are in ``names``."""
+    from imgflow.stats import percentile
+
+    return percentile((v for k, v in values.items() if k in names), quantile)
 
 
 def markdown_table(rows: list[list[str]]) -> str:
@@ -70,8 +109,7 @@ def describe_parts(parts: Sequence[Part], quick: bool) -> str:
         kind = "progressive" if progressive else "baseline"
         photos = plural(count, f"{kind} photo")
         each_word = " each" if len(sizes) > 1 else ""
-        listed = ", ".join(f"{size:g}" for size in sizes[:-1])
-        listed = f"{listed} and {sizes[-1]:g}" if listed else f"{sizes[-1]:g}"
+        listed = join_words([f"{size:g}" for size in sizes])
         phrases.append(f"{photos}{each_word} of {listed} MP (seed {seed})")
     return "; ".join(phrases)
 
@@ -178,7 +216,7 @@ class Report:
         return "\n\n".join(parts)
 
     def throughput_verdict(self, mix: Prepared) -> str:
-        """Write the verdict on whether hybrid has the highest throughput on the mix."""
+        """Build the verdict on whether hybrid has the highest throughput on the mix."""
         question = (
             "**On the mix, does hybrid beat every single-engine script and every "
             "other model in throughput?**"
@@ -209,6 +247,7 @@ class Report:
 
         listing = ", ".join(f"{self.label(key)} {value:.1f}" for value, key in ranked)
         notes = [f"Images/s, fastest first: {listing}.", *notes]
+        notes.append(self.rounds_won_note(mix, [k for v, k in ranked if k != "hybrid"]))
         notes += [self.auto_note(mix), self.large_lane_note(mix)]
         bullets = "\n".join(f"- {note}" for note in notes if note)
         return f"{question} {answer}\n\n{bullets}"
@@ -234,6 +273,37 @@ class Report:
             f" It spends {other_cpu:.0f} CPU ms per image where hybrid spends "
             f"{hybrid_cpu:.0f}, and keeps {percent(other_use)} of the cores busy "
             f"where hybrid keeps {percent(hybrid_use)}."
+        )
+
+    def rounds_won(
+        self, workload: str, key: str, rival: str, value: Callable[[Run], float | None]
+    ) -> tuple[int, int]:
+        """Count the rounds where ``key`` had a lower value than ``rival``."""
+        mine, theirs = self.get(workload, key), self.get(workload, rival)
+        if mine is None or theirs is None:
+            return 0, 0
+        pairs = [
+            (value(run), value(other))
+            for index, run in mine.by_round().items()
+            if (other := theirs.by_round().get(index)) is not None
+        ]
+        pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+        return sum(1 for a, b in pairs if a < b), len(pairs)
+
+    def rounds_won_note(self, mix: Prepared, keys: Sequence[str]) -> str:
+        counts = []
+        for key in keys:
+            won, total = self.rounds_won(
+                mix.name, key, "hybrid", lambda run: run.wall_seconds
+            )
+            if total:
+                counts.append(f"{self.label(key)} {won} of {total}")
+        if not counts:
+            return ""
+        return (
+            "Rounds interleave the contenders, so each round compares them under "
+            "the same load. Rounds in which each one finished the mix before "
+            f"hybrid: {', '.join(counts)}."
         )
 
     def auto_note(self, mix: Prepared) -> str:
@@ -275,7 +345,7 @@ class Report:
         )
 
     def latency_verdict(self, mix: Prepared) -> str:
-        """Write the verdict on whether pipelined or hybrid lower the small p95."""
+        """Build the verdict on whether pipelined or hybrid lower the small p95."""
         small = mix.small_names
         question = (
             "**Do pipelined or hybrid give the small photos of the mix a lower p95 "
@@ -293,9 +363,16 @@ class Report:
                 notes.append(f"{key}: not measured.")
                 continue
             verdict = "yes" if value < base else "no"
+            won, total = self.rounds_won(
+                mix.name,
+                key,
+                "parallel",
+                lambda run: percentile_of(run.latencies, 0.95, small),
+            )
             notes.append(
                 f"{key}: {verdict}, {milliseconds(value)} ms against parallel's "
-                f"{milliseconds(base)} ms. " + self.latency_reason(mix, key)
+                f"{milliseconds(base)} ms, lower in {won} of {total} rounds. "
+                + self.latency_reason(mix, key)
             )
         bullets = "\n".join(f"- {note}" for note in notes)
         return (
@@ -434,7 +511,7 @@ class Report:
         ]
         if not even:
             return ""
-        sizes = ", ".join(f"{point.megapixels:g}" for point in even)
+        sizes = join_words([f"{point.megapixels:g}" for point in even])
         return (
             f"\nBy CPU time the engines are within {EVEN_MARGIN:.0%} of each other "
             f"at {sizes} MP, so the exact crossover there is within the noise.\n"
@@ -506,7 +583,7 @@ class Report:
             + markdown_table([self.header(prepared), *self.rows(prepared)])
             for prepared in self.prepared_sets
         ]
-        return DOC_TEMPLATE.format(
+        text = DOC_TEMPLATE.format(
             date=datetime.now(UTC).strftime("%Y-%m-%d"),
             rounds=f"{rounds} interleaved round{'s' if rounds != 1 else ''}",
             workers=self.args.workers,
@@ -521,6 +598,7 @@ class Report:
             command=self.command(),
             **self.machine,
         )
+        return wrap_markdown(text)
 
     def write_doc(self) -> None:
         previous = DOC_PATH.read_text() if DOC_PATH.is_file() else "# Benchmarks\n"
