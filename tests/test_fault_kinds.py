@@ -21,8 +21,10 @@ import pyvips
 from PIL import ExifTags, Image, ImageOps
 
 from conftest import jpeg_bytes, quadrant_pixels
+from imgflow.config import parse_config
 from imgflow.errors import Reason, Status
-from imgflow.records import ImageResult
+from imgflow.pipeline import Pipeline
+from imgflow.records import ImageResult, Source
 
 Colour = tuple[int, int, int]
 
@@ -285,6 +287,67 @@ def test_truncated_file_rejected(
     assert result.status is Status.REJECTED
     assert result.reason is Reason.TRUNCATED, result.message
     assert result.variants == []
+
+
+def _scan_cut_with_end_marker(data: bytes, keep: float) -> bytes:
+    """Cut a JPEG's scan data to `keep` of its length and close it with EOI."""
+    start_of_scan = data.index(b"\xff\xda")
+    scan_length = len(data) - 2 - start_of_scan
+    return data[: start_of_scan + int(scan_length * keep)] + b"\xff\xd9"
+
+
+MISSING_SCAN_DATA: dict[str, Callable[[], bytes]] = {
+    # The header claims more pixels than the scan holds.
+    "header-inflated": lambda: _inflate_sof(encode(noise_image(64, 64), "JPEG"), 1000),
+    "header-inflated-large": lambda: _inflate_sof(
+        encode(noise_image(64, 64), "JPEG"), 9000
+    ),
+    # The scan loses its end, but the file still ends with an end marker.
+    "scan-cut-at-half": lambda: _scan_cut_with_end_marker(
+        encode(noise_image(), "JPEG", quality=90), 0.5
+    ),
+}
+
+
+def _inflate_sof(data: bytes, side: int) -> bytes:
+    edited = bytearray(data)
+    offset = next(at for at, marker in jpeg_segments(data) if marker == 0xC0)
+    edited[offset + 5 : offset + 9] = struct.pack(">HH", side, side)
+    return bytes(edited)
+
+
+@pytest.mark.parametrize("kind", sorted(MISSING_SCAN_DATA))
+def test_missing_scan_data_rejected(
+    write_file: WriteFile, process: Process, kind: str
+) -> None:
+    """A JPEG whose scan ends before its pixels do is not padded with grey."""
+    path = write_file("short-scan.jpg", MISSING_SCAN_DATA[kind]())
+    result = process(path)
+    assert result.status is Status.REJECTED
+    assert result.reason is Reason.TRUNCATED, result.message
+    assert result.variants == []
+
+
+def test_inflated_header_skips_fast_path(tmp_path: Path) -> None:
+    """The Pillow fast path hands an implausibly small JPEG to libvips."""
+    data = MISSING_SCAN_DATA["header-inflated"]()
+    path = tmp_path / "inflated.jpg"
+    path.write_bytes(data)
+    pipeline = Pipeline(parse_config({}), tmp_path / "out")
+    result = pipeline.process(Source(0, str(path)), engine="pillow")
+    assert result.status is Status.REJECTED
+    assert result.reason is Reason.TRUNCATED, result.message
+
+
+def test_extraneous_bytes_still_decoded(
+    write_file: WriteFile, process: Process
+) -> None:
+    """Damage libvips can decode around (stray bytes before a marker) passes."""
+    data = encode(noise_image(), "JPEG", quality=90)
+    end = data.rindex(b"\xff\xd9")
+    path = write_file("stray.jpg", data[:end] + b"\x00\x00\x00" + data[end:])
+    result = process(path)
+    assert result.status is Status.DONE, result.message
 
 
 # --- files that are not images ----------------------------------------------

@@ -175,7 +175,11 @@ class Pipeline:
         header = loaded.header
         display_width, display_height = header.display_size
         plans = transform.plan_variants(self.config, display_width, display_height)
-        if engine == "pillow" and pillow.can_render(header, self.config):
+        if (
+            engine == "pillow"
+            and pillow.can_render(header, self.config)
+            and pillow.has_photo_density(len(data), header)
+        ):
             exif = metadata.exif_for_output(data, self.config.output)
             return pillow.render(data, header, plans, self.config, exif)
         return vips.render(data, header, plans, self.config)

@@ -54,13 +54,31 @@ def can_render(header: Header, config: PipelineConfig) -> bool:
     )
 
 
+# Below this many bytes per declared pixel, a JPEG goes to libvips. Photos
+# at quality 75 to 95 carry about 0.1 to 0.5 bytes per pixel.
+MIN_BYTES_PER_PIXEL = 0.02
+
+
+def has_photo_density(size: int, header: Header) -> bool:
+    """True when a JPEG's file size is plausible for the pixels it declares.
+
+    A file below `MIN_BYTES_PER_PIXEL` is either very smooth, where libvips
+    costs little more, or lacks scan data, which Pillow pads with grey
+    without an error while libvips rejects it as truncated.
+    """
+    return size >= header.pixels * MIN_BYTES_PER_PIXEL
+
+
 def _decode(data: bytes, header: Header, size: tuple[int, int]) -> Image.Image:
     image: Image.Image = Image.open(io.BytesIO(data))
     mode = "L" if header.interpretation == "b-w" else "RGB"
     # draft works in stored orientation, before the EXIF rotation.
     stored = size if header.orientation < 5 else (size[1], size[0])
     image.draft(mode, stored)
-    # Truncated data raises instead of being padded with grey.
+    # Data cut short raises instead of being padded with grey.
+    # NOTE: scan data that ends early at an intact end marker is padded with
+    # grey without an error. `has_photo_density` sends the grossest cases to
+    # libvips, which rejects them; a file cut by a few percent passes here.
     image.load()
     if header.orientation != 1:
         # exif_transpose copies the image even when there is nothing to do.

@@ -10,6 +10,7 @@ every variant is resized from it, so the source is decoded exactly once.
 from __future__ import annotations
 
 import io
+import re
 
 import pyvips
 
@@ -24,11 +25,17 @@ from imgflow.stages.transform import (
     base_size,
     encoding_key,
 )
-from imgflow.stages.validate import decode_failure
+from imgflow.stages.validate import decode_failure, undecodable_reason
 
-# libvips' default: tolerate minor damage, but reject a file whose data
-# ends early rather than padding the missing rows with grey.
-_LOAD_OPTIONS = "fail_on=truncated"
+# A decode first runs with fail_on=warning. When libvips warns, the warning
+# decides: data that ends before the image is complete (which libjpeg would
+# pad with grey) is rejected as truncated, and any other damage is decoded
+# again with libvips' default tolerance (fail_on=truncated), as before.
+_STRICT = "fail_on=warning"
+_TOLERANT = "fail_on=truncated"
+# libjpeg's "premature end of data segment" and "premature end of JPEG
+# file", libpng's "not enough image data" and "read error" on short data.
+_DATA_MISSING = re.compile(r"premature end|not enough image data|unexpected end", re.I)
 
 # NOTE: the pyvips-binary wheel reads HEIF containers but ships no HEVC
 # decoder, so HEIC pixels are decoded with pillow-heif instead.
@@ -106,7 +113,11 @@ def _needs_colour_transform(header: Header) -> bool:
 
 
 def _decode_base(
-    data: bytes, header: Header, size: tuple[int, int], flatten: list[int] | None
+    data: bytes,
+    header: Header,
+    size: tuple[int, int],
+    flatten: list[int] | None,
+    load_options: str,
 ) -> pyvips.Image:
     """Decode, orient and shrink to `size`, returning an image held in memory."""
     width, height = size
@@ -121,7 +132,7 @@ def _decode_base(
             width,
             height=height,
             size="down",
-            option_string=_LOAD_OPTIONS,
+            option_string=load_options,
             **colour,
         )
     image = _to_8bit_srgb(image)
@@ -222,7 +233,11 @@ def _prepare_for_output(
 
 
 def _render_animated(
-    data: bytes, header: Header, plan: VariantPlan, config: PipelineConfig
+    data: bytes,
+    header: Header,
+    plan: VariantPlan,
+    config: PipelineConfig,
+    load_options: str,
 ) -> pyvips.Image:
     frames = min(header.pages, config.transform.max_frames)
     crop = "centre" if plan.crop is not None else "none"
@@ -233,7 +248,7 @@ def _render_animated(
         height=height,
         size="force" if plan.variant.fit.value == "exact" else "both",
         crop=crop,
-        option_string=f"{_LOAD_OPTIONS},n={frames}",
+        option_string=f"{load_options},n={frames}",
         **({"export_profile": "srgb"} if _needs_colour_transform(header) else {}),
     )
     return _to_8bit_srgb(image).copy_memory()
@@ -265,16 +280,39 @@ def render(
     exif = exif_for_output(data, config.output)
     keep = _keep_flags(config.output, exif)
 
-    shaped: dict[str, pyvips.Image] = {}
-    animated: set[str] = set()
-    try:
+    def decode(load_options: str) -> tuple[dict[str, pyvips.Image], set[str]]:
+        shaped: dict[str, pyvips.Image] = {}
+        animated: set[str] = set()
         if still:
-            base = _decode_base(data, header, base_size(still, width, height), flatten)
+            base_dimensions = base_size(still, width, height)
+            base = _decode_base(data, header, base_dimensions, flatten, load_options)
             shaped.update(_cascade(base, still))
         for plan in plans:
             if plan.name not in shaped:
-                shaped[plan.name] = _render_animated(data, header, plan, config)
+                shaped[plan.name] = _render_animated(
+                    data, header, plan, config, load_options
+                )
                 animated.add(plan.name)
+        return shaped, animated
+
+    try:
+        try:
+            shaped, animated = decode(_STRICT)
+        except pyvips.Error as exc:
+            detail = _error_detail(exc)
+            if _DATA_MISSING.search(detail):
+                if undecodable_reason(header.format, data) is Reason.TRUNCATED:
+                    # The end marker is missing: the message every engine gives.
+                    raise decode_failure(
+                        header.format, data, detail, stage=STAGE
+                    ) from None
+                raise Rejected(
+                    Reason.TRUNCATED,
+                    f"{header.format} image data ends before the "
+                    f"{header.width}x{header.height} image is complete: {detail}",
+                    stage=STAGE,
+                ) from None
+            shaped, animated = decode(_TOLERANT)
     except (pyvips.Error, OSError, ValueError) as exc:
         raise _decode_failure(header, data, exc) from None
 

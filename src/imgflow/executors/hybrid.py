@@ -85,6 +85,8 @@ class HybridExecutor:
             header is not None
             and header.pixels <= self.small_pixels
             and pillow.can_render(header, pipeline.config)
+            and source.size is not None
+            and pillow.has_photo_density(source.size, header)
         )
 
     def _lane(self, pipeline: Pipeline, workers: int, engine: str, batch: int) -> _Lane:
