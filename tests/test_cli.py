@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import tomllib
 from pathlib import Path
 
@@ -164,3 +166,76 @@ def test_init_keeps_existing_file(tmp_path: Path) -> None:
     result = _invoke("init", str(path))
     assert result.exit_code == 2
     assert path.read_text() == "# mine\n"
+
+
+def test_report_to_fifo_or_device_rejected(tmp_path: Path) -> None:
+    """A report path that is not a regular file is never replaced."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.jpg").write_bytes(jpeg_bytes(Image.new("RGB", (32, 24), "red")))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for target in (fifo, Path("/dev/null")):
+        for option in ("--report", "--html"):
+            result = CliRunner().invoke(
+                main,
+                [
+                    "run",
+                    str(inputs),
+                    "--out",
+                    str(tmp_path / "out"),
+                    option,
+                    str(target),
+                ],
+            )
+            assert result.exit_code == 2, result.output
+            assert "not a regular file" in " ".join(result.output.split())
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert stat.S_ISCHR(Path("/dev/null").stat().st_mode)
+    assert not (tmp_path / "out" / "catalog.sqlite").exists()
+
+
+def test_report_through_symlink_keeps_link(tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.jpg").write_bytes(jpeg_bytes(Image.new("RGB", (32, 24), "red")))
+    target = tmp_path / "reports" / "latest.json"
+    target.parent.mkdir()
+    link = tmp_path / "report.json"
+    link.symlink_to(target)
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            str(inputs),
+            "--out",
+            str(tmp_path / "out"),
+            "--report",
+            str(link),
+            "-q",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink()
+    assert json.loads(target.read_text())["summary"]["done"] == 1
+
+
+def test_report_in_unwritable_folder_rejected_first(tmp_path: Path) -> None:
+    """The report folder is checked before any image is processed."""
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.jpg").write_bytes(jpeg_bytes(Image.new("RGB", (32, 24), "red")))
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            str(inputs),
+            "--out",
+            str(tmp_path / "out"),
+            "--html",
+            "/proc/report.html",
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    assert "cannot write in the folder /proc" in " ".join(result.output.split())
+    assert not (tmp_path / "out" / "catalog.sqlite").exists()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from imgflow.errors import UsageError
+from imgflow.errors import ImgflowError, UsageError
+from imgflow.stages.store import write_atomic
 
 LOCK_NAME = ".imgflow.lock"
 
@@ -28,15 +30,43 @@ def check_writable(out_dir: Path) -> None:
         ) from None
 
 
-def check_report_path(path: Path) -> None:
-    """Reject a report path that is a folder or whose folder cannot be written."""
-    if path.is_dir():
-        raise UsageError(f"--report {path} is a folder; name a file")
-    parent = path.parent if str(path.parent) else Path(".")
+def check_output_file(path: Path, option: str) -> Path:
+    """Check that a report file can be written at `path`; return where to write.
+
+    Reports are written to a temporary file and renamed over the target, so
+    a symlink is followed (the report replaces its target and the link
+    stays), and an existing path that is not a regular file (a folder, a
+    device such as /dev/stdout, a FIFO) is rejected rather than replaced.
+    `option` names the command-line option in messages.
+    """
+    target = Path(os.path.realpath(path))
+    if target.exists() and not target.is_file():
+        kind = "a folder" if target.is_dir() else "not a regular file"
+        raise UsageError(f"{option} {path} is {kind}; name a regular file")
+    parent = target.parent
     if not parent.is_dir():
-        raise UsageError(f"--report {path}: the folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"--report {path}: the folder {parent} is not writable")
+        raise UsageError(f"{option} {path}: the folder {parent} does not exist")
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".imgflow-probe."):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"{option} {path}: cannot write in the folder {parent}: "
+            f"{exc.strerror or exc}"
+        ) from None
+    return target
+
+
+def write_output_file(path: Path, data: bytes, option: str) -> None:
+    """Write a report file atomically, with the checks of `check_output_file`.
+
+    Raises UsageError naming `option` when the file cannot be written.
+    """
+    target = check_output_file(path, option)
+    try:
+        write_atomic(target, data, fsync=False)
+    except ImgflowError as exc:
+        raise UsageError(f"{option} {path}: {exc}") from None
 
 
 @contextlib.contextmanager

@@ -27,10 +27,11 @@ from imgflow.executors import make_executor
 from imgflow.executors.auto import choose_mode
 from imgflow.executors.base import RetryPolicy, RunControl
 from imgflow.executors.parallel import default_workers
+from imgflow.outdir import write_output_file
 from imgflow.pipeline import Pipeline
 from imgflow.records import ImageResult, Source
 from imgflow.stages.ingest import Filters, IngestIssue, iter_inputs
-from imgflow.stages.store import TEMP_PREFIX, OutputLayout, image_key, write_atomic
+from imgflow.stages.store import TEMP_PREFIX, OutputLayout, image_key
 from imgflow.stats import percentile
 from imgflow.telemetry.metrics import RunMetrics
 from imgflow.telemetry.report import (
@@ -484,10 +485,11 @@ def _log_outcome(result: ImageResult, run_id: int) -> None:
 
 
 def write_report(summary: RunSummary, path: Path) -> None:
+    """Write the JSON run report; raises UsageError when it cannot be written."""
     data = json.dumps(summary.to_report(), indent=2, ensure_ascii=False) + "\n"
-    write_atomic(path, data.encode(), fsync=False)
+    write_output_file(path, data.encode(), "--report")
 
 
 def write_html_report(summary: RunSummary, path: Path) -> None:
     """Write the run report as an HTML page with charts."""
-    html_page(summary, summary.to_report()).write(path)
+    html_page(summary, summary.to_report()).write(path, "--html")

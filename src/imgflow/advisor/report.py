@@ -162,7 +162,7 @@ def write_html(advice: Advice, path: Path) -> None:
     page.heading("Capacity plan")
     page.table(["figure", "value"], plan_rows(advice))
     _charts(page, advice)
-    page.write(path)
+    page.write(path, "--html")
 
 
 def _recommendation_section(page: Page, advice: Advice) -> None:

@@ -235,5 +235,5 @@ def _compare(
         text = json.dumps(comparison.to_json(), indent=2) + "\n"
         write_atomic(json_path, text.encode(), fsync=False)
     if html_path is not None:
-        html_page(comparison).write(html_path)
+        html_page(comparison).write(html_path, "--html")
     return comparison

@@ -33,7 +33,7 @@ from imgflow.cli.app import (
 from imgflow.config import load_config
 from imgflow.errors import ConfigError, ExitCode, Status, UsageError
 from imgflow.executors import MODES, RunControl
-from imgflow.outdir import check_report_path, check_writable, locked
+from imgflow.outdir import check_output_file, check_writable, locked
 from imgflow.runner import (
     RunRequest,
     RunSummary,
@@ -271,9 +271,10 @@ def run(
                 "no input given: name folders or files, or use --files-from"
             )
         check_writable(out_dir)
-        for path in (report_path, html_path):
-            if path is not None:
-                check_report_path(path)
+        if report_path is not None:
+            check_output_file(report_path, "--report")
+        if html_path is not None:
+            check_output_file(html_path, "--html")
         if time_limit is not None and mode == "sequential":
             log.warning(
                 "--time-limit is not enforced in sequential mode: a stuck decode "

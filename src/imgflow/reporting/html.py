@@ -73,8 +73,11 @@ class Page:
             f"</head><body>\n{body}\n</body></html>\n"
         )
 
-    def write(self, path: Path) -> None:
-        """Write the page atomically, so a reader never sees half a page."""
-        from imgflow.stages.store import write_atomic
+    def write(self, path: Path, option: str) -> None:
+        """Write the page atomically, so a reader never sees half a page.
 
-        write_atomic(path, self.render().encode(), fsync=False)
+        Raises UsageError naming the command-line `option` on failure.
+        """
+        from imgflow.outdir import write_output_file
+
+        write_output_file(path, self.render().encode(), option)
