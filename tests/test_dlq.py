@@ -99,6 +99,18 @@ def test_purge_removes_entry(dead_run: tuple[Path, Path]) -> None:
     assert "empty" in _cli("dlq", "list", "--out", str(out)).text
 
 
+def test_purge_accepts_relative_path(
+    dead_run: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """purge finds a dead image named relative to the working folder, as show does."""
+    out, dead = dead_run
+    monkeypatch.chdir(dead.parent)
+    result = _cli("dlq", "purge", "--out", str(out), dead.name)
+    assert result.exit_code == 0
+    assert "Purged 1 dead image" in result.text
+    assert "not in the dead-letter queue" not in result.text
+
+
 def test_dlq_on_missing_catalog(tmp_path: Path) -> None:
     """A folder without a catalog is a usage error."""
     result = _cli("dlq", "list", "--out", str(tmp_path))

@@ -239,7 +239,8 @@ def test_cli_serves_metrics_and_json_logs(tmp_path: Path) -> None:
     assert scrapes, "the metrics endpoint was never announced"
     assert "imgflow_queue_depth" in scrapes[0]
 
-    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert all(line.startswith("{") for line in lines if line.strip()), lines
+    records = [json.loads(line) for line in lines if line.strip()]
     assert records
     for record in records:
         for key in ("time", "level", "logger", "message", "pid", "worker"):
@@ -405,3 +406,66 @@ def test_report_has_stages_and_failures(tmp_path: Path) -> None:
     assert page.count("<svg") == 3
     assert "not_an_image" in page
     assert "Time per stage" in page
+
+
+def test_metrics_url_printed_without_verbose(tmp_path: Path) -> None:
+    """The address of a port chosen by the system is shown at default verbosity."""
+    inputs = _inputs(tmp_path / "in", 1)
+    result = subprocess.run(
+        [sys.executable, "-m", "imgflow", "run", str(inputs), "--out", str(tmp_path / "out"),
+         "--metrics-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1  # Two inputs are rejected.
+    assert "Serving metrics at http://127.0.0.1:" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--metrics-address", "::1"], "--metrics-address needs --metrics-port"),
+        (
+            ["--metrics-port", "0", "--metrics-address", " "],
+            "--metrics-address is empty",
+        ),
+    ],
+)
+def test_metrics_address_misuse_rejected(
+    tmp_path: Path, options: list[str], message: str
+) -> None:
+    inputs = _inputs(tmp_path / "in", 1)
+    result = subprocess.run(
+        [sys.executable, "-m", "imgflow", "run", str(inputs), "--out", str(tmp_path / "out"),
+         *options],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_json_logs_report_usage_errors_as_json(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "imgflow", "run", str(tmp_path / "missing"), "--out",
+         str(tmp_path / "out"), "--log-format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines
+    records = [json.loads(line) for line in lines]
+    assert records[-1]["event"] == "command_failed"
+    assert records[-1]["level"] == "ERROR"
+
+
+def test_failure_counters_start_at_zero() -> None:
+    from prometheus_client import generate_latest
+
+    text = generate_latest(RunMetrics().registry).decode()
+    assert 'imgflow_retries_total{reason="io_error"} 0.0' in text
+    assert 'imgflow_dead_letters_total{reason="timed_out"} 0.0' in text

@@ -298,7 +298,7 @@ def execute(
     if on_start is not None:
         on_start(len(sources))
     log.info(
-        "run %d started: %d images, mode %s, %d workers, output %s",
+        "run %d started: %d images, mode %s, workers %d, output %s",
         run_id,
         len(sources),
         executor.name,

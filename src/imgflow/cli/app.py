@@ -7,13 +7,34 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
-from imgflow.telemetry.logs import FORMATS, LogFormat, configure_logging
+from imgflow.telemetry.logs import (
+    FORMATS,
+    LogFormat,
+    configure_logging,
+    current_log_settings,
+)
 
 log = logging.getLogger(__name__)
 
 stderr = Console(stderr=True)
 stdout = Console()
+
+
+def print_error(message: str) -> None:
+    """Report a failure that ends the command.
+
+    With JSON logs it is one more JSON record on stderr, so the stream
+    stays parseable; otherwise it is one unwrapped line.
+    """
+    settings = current_log_settings()
+    if settings is not None and settings.format == "json":
+        log.error(message, extra={"event": "command_failed"})
+        return
+    stderr.print(
+        f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True
+    )
 
 
 def setup_logging(verbosity: int, quiet: bool, log_format: LogFormat = "text") -> None:

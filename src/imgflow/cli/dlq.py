@@ -89,8 +89,7 @@ def dlq_list(out_dir: Path, as_json: bool) -> None:
 def dlq_show(out_dir: Path, source: str) -> None:
     """Show everything recorded about one dead image, traceback included."""
     catalog = _open_catalog(out_dir)
-    # The catalog stores absolute paths; accept one relative to here too.
-    candidates = {source, display_path(os.path.abspath(source))}
+    candidates = {source, _as_recorded(source)}
     try:
         rows = [row for row in catalog.dead_letters() if row["source"] in candidates]
     finally:
@@ -159,6 +158,11 @@ def dlq_retry(
     sys.exit(ExitCode.OK if summary.all_done else ExitCode.SOME_IMAGES_NOT_DONE)
 
 
+def _as_recorded(source: str) -> str:
+    """Return a path as the catalog records it: absolute, in display form."""
+    return display_path(os.path.abspath(source))
+
+
 @dlq.command("purge")
 @_OUT_OPTION
 @click.argument("sources", nargs=-1)
@@ -167,8 +171,14 @@ def dlq_purge(out_dir: Path, sources: tuple[str, ...]) -> None:
     catalog = _open_catalog(out_dir)
     try:
         dead = {row["source"] for row in catalog.dead_letters()}
-        chosen = sorted(dead if not sources else set(sources) & dead)
-        unknown = sorted(set(sources) - dead)
+        recorded = {
+            source: source if source in dead else _as_recorded(source)
+            for source in sources
+        }
+        chosen = sorted(dead if not sources else set(recorded.values()) & dead)
+        unknown = sorted(
+            source for source, path in recorded.items() if path not in dead
+        )
         catalog.purge(chosen)
     finally:
         catalog.close()

@@ -26,6 +26,7 @@ from imgflow.cli.app import (
     LOG_FORMAT_OPTION,
     main,
     plural,
+    print_error,
     setup_logging,
     stderr,
     stdout,
@@ -131,7 +132,10 @@ def _problems_table(summary: RunSummary) -> Table | None:
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Worker processes for parallel mode [default: one per CPU core].",
+    help=(
+        "Worker processes [default: one per CPU core]. Hybrid mode runs this "
+        "many on its fast path and half as many (at least one) for large images."
+    ),
 )
 @click.option(
     "--report",
@@ -302,16 +306,24 @@ def run(
                 "no images found: "
                 + "; ".join(f"{issue.path}: {issue.message}" for issue in issues[:5])
             )
-        with locked(out_dir), _metrics(metrics_port, metrics_address) as metrics:
+        with (
+            locked(out_dir),
+            _metrics(metrics_port, metrics_address, announce=not quiet) as metrics,
+        ):
             summary = execute_with_progress(
-                request, sources, issues, quiet=quiet, metrics=metrics
+                request,
+                sources,
+                issues,
+                # A progress bar would break the one-object-per-line stream.
+                quiet=quiet or log_format == "json",
+                metrics=metrics,
             )
         if report_path is not None:
             write_report(summary, report_path)
         if html_path is not None:
             write_html_report(summary, html_path)
     except (ConfigError, UsageError) as exc:
-        stderr.print(f"[red]error:[/red] {exc}", highlight=False)
+        print_error(str(exc))
         sys.exit(ExitCode.USAGE)
 
     if not quiet and summary.skipped and not summary.results:
@@ -363,11 +375,17 @@ def _stop_on_signals(control: RunControl) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _metrics(port: int | None, address: str) -> Iterator[RunMetrics | None]:
+def _metrics(
+    port: int | None, address: str, *, announce: bool
+) -> Iterator[RunMetrics | None]:
     """Serve run metrics for the duration of the block when a port is given."""
     if port is None:
+        if address != DEFAULT_ADDRESS:
+            raise UsageError("--metrics-address needs --metrics-port")
         yield None
         return
+    if not address.strip():
+        raise UsageError("--metrics-address is empty; give an IP address or host name")
     metrics = RunMetrics()
     try:
         server = serve_metrics(metrics.registry, port, address)
@@ -381,6 +399,10 @@ def _metrics(port: int | None, address: str) -> Iterator[RunMetrics | None]:
         server.url,
         extra={"event": "metrics_serving", "url": server.url},
     )
+    if announce:
+        # On stdout, so the chosen port is visible without -v and never
+        # mixes with JSON log lines on stderr.
+        stdout.print(f"Serving metrics at {server.url}", highlight=False)
     try:
         yield metrics
     finally:
@@ -395,6 +417,7 @@ def execute_with_progress(
     quiet: bool,
     metrics: RunMetrics | None = None,
 ) -> RunSummary:
+    """Run with a progress bar on stderr, unless `quiet`, and stop on signals."""
     control = request.control()
     with _stop_on_signals(control):
         if quiet or not sources:

@@ -158,7 +158,12 @@ def _handler(
     elif console is not None:
         from rich.logging import RichHandler
 
-        handler = RichHandler(console=console, show_path=False, rich_tracebacks=False)
+        handler = RichHandler(
+            console=console,
+            show_path=False,
+            rich_tracebacks=False,
+            log_time_format="%Y-%m-%d %H:%M:%S",
+        )
         handler.setFormatter(
             logging.Formatter("%(message)s [pid %(process)d %(worker)s]")
         )
@@ -179,8 +184,10 @@ def _install(settings: LogSettings, stream: IO[str], console: Any | None) -> Non
         level=settings.level, handlers=[_handler(settings, stream, console)], force=True
     )
     logging.getLogger("pyvips").setLevel(settings.pyvips_level)
-    # Font cache notices from the charts of HTML reports.
+    # Font cache notices from the charts of HTML reports, and Pillow's dump
+    # of every EXIF tag it parses, which drowns imgflow's own debug lines.
     logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    logging.getLogger("PIL").setLevel(max(settings.level, logging.INFO))
 
 
 def configure_logging(

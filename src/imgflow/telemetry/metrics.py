@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from imgflow.errors import Status
+from imgflow.errors import RETRYABLE, Status
 from imgflow.executors.base import RunControl
 from imgflow.records import ImageResult
 from imgflow.stages import ingest
@@ -104,6 +104,11 @@ class RunMetrics:
             "Bytes of variant files written.",
             registry=self.registry,
         )
+        # Show the failure counters at 0 from the first scrape, so a rate()
+        # over them works before the first retry.
+        for reason in sorted(RETRYABLE):
+            self.retries.labels(reason=reason.value)
+            self.dead_letters.labels(reason=reason.value)
         self._live = _LiveCollector()
         self.registry.register(self._live)
 
