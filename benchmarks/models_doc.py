@@ -50,24 +50,43 @@ def join_words(items: Sequence[str]) -> str:
 
 
 def wrap_markdown(text: str, width: int = 80) -> str:
-    """Wrap long prose lines, leaving tables, headings, comments and code as they are."""
-    lines = []
+    """Refill paragraphs and list items to ``width`` columns.
+
+    Tables, headings, HTML comments and fenced code stay as they are. A list
+    item starts with ``- `` and its wrapped lines are indented by two spaces.
+    """
+    lines: list[str] = []
+    block: list[str] = []
+
+    def flush() -> None:
+        if not block:
+            return
+        indent = "  " if block[0].startswith("- ") else ""
+        joined = " ".join(line.strip() for line in block)
+        lines.append(
+            textwrap.fill(
+                joined,
+                width,
+                subsequent_indent=indent,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+        )
+        block.clear()
+
     in_code = False
     for line in text.splitlines():
-        if line.startswith("```"):
-            in_code = not in_code
-        if in_code or len(line) <= width or line.startswith(("|", "#", "<!--")):
+        verbatim = line.startswith(("|", "#", "<!--")) or not line.strip()
+        if line.startswith("```") or in_code or verbatim:
+            flush()
             lines.append(line)
+            if line.startswith("```"):
+                in_code = not in_code
             continue
-        indent = "  " if line.startswith(("- ", "  ")) else ""
-        wrapped = textwrap.fill(
-            line,
-            width,
-            subsequent_indent=indent,
-            break_long_words=False,
-            break_on_hyphens=False,
-        )
-        lines.append(wrapped)
+        if line.startswith("- "):
+            flush()
+        block.append(line)
+    flush()
     return "\n".join(lines) + "\n"
 
 
@@ -111,7 +130,7 @@ def describe_parts(parts: Sequence[Part], quick: bool) -> str:
         each_word = " each" if len(sizes) > 1 else ""
         listed = join_words([f"{size:g}" for size in sizes])
         phrases.append(f"{photos}{each_word} of {listed} MP (seed {seed})")
-    return "; ".join(phrases)
+    return join_words(phrases)
 
 
 @dataclass
@@ -465,9 +484,9 @@ class Report:
             line = f"- **{prepared.name}**: {parts}"
             if prepared.small_names:
                 line += (
-                    f", linked into one folder in a seeded random order. The "
-                    f"{len(prepared.small_names)} photos of the first group are "
-                    "the small ones"
+                    ". They are linked into one folder in a seeded random order, "
+                    f"and the {len(prepared.small_names)} photos of the first group "
+                    "are the small ones"
                 )
             lines.append(line + ".")
         return "\n".join(lines)
