@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import jpeg_bytes, quadrant_pixels
-from imgflow.advisor import compare as advisor
+from imgflow.advisor import compare_runs
 from imgflow.advisor.compare import (
     ComparisonInterrupted,
     Measurement,
@@ -309,7 +309,7 @@ def test_run_rounds_interleaves_and_cleans(
         calls.append((setup, round_index, out_dir))
         return _measurement(setup, round_index, 1.0, 100)
 
-    monkeypatch.setattr(advisor, "measure", fake_measure)
+    monkeypatch.setattr(compare_runs, "measure", fake_measure)
     setups = plan_setups(["sequential", "parallel"], [1, 2])
     measurements = run_rounds(
         setups, [], PipelineConfig(), tmp_path, inputs=[], rounds=2
@@ -332,7 +332,7 @@ def test_run_rounds_interrupt_cleans(
         (out_dir / "partial.jpg").write_bytes(b"")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(advisor, "measure", interrupted_measure)
+    monkeypatch.setattr(compare_runs, "measure", interrupted_measure)
     with pytest.raises(ComparisonInterrupted, match="stopped at run 1 of 2"):
         run_rounds(
             plan_setups(["sequential", "parallel"], [1]),

@@ -6,13 +6,9 @@ import json
 from pathlib import Path
 
 from imgflow.advisor.capacity import BUDGET_QUANTILE
+from imgflow.advisor.formatting import count, format_percent, format_seconds
 from imgflow.advisor.rates import format_rate
-from imgflow.advisor.recommend import (
-    Advice,
-    count,
-    format_percent,
-    format_seconds,
-)
+from imgflow.advisor.recommend import Advice
 from imgflow.advisor.simulate import (
     FLUID_STEP_SECONDS,
     MAX_EVENT_ARRIVALS,

@@ -1,0 +1,278 @@
+"""Run a sample once under one execution model, in a child process.
+
+Each measurement is one `runner.execute` call with `redo`, writing into its
+own scratch output folder, inside a fresh child process started with
+`spawn`. A child per run keeps runs apart: memory that one model's run
+leaves allocated in a process would otherwise count against the next. The
+child measures itself with a `TreeSampler`: wall time, the summed RSS of its
+process tree (itself and its workers) and CPU time (its own and that of
+the workers it reaped).
+
+Rounds run every setup once, each round starting one setup further along.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import multiprocessing.connection
+import shutil
+import signal
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from imgflow.config import PipelineConfig
+from imgflow.errors import ImgflowError
+from imgflow.measure import TreeSampler, Usage
+from imgflow.records import Source
+from imgflow.runner import RunRequest, execute
+from imgflow.stats import percentile
+
+log = logging.getLogger(__name__)
+
+# Seconds a child gets to abandon its run after a stop request before it
+# is terminated, and then killed.
+STOP_GRACE_SECONDS = 10.0
+
+
+class ComparisonInterrupted(ImgflowError):
+    """Raised when SIGINT or SIGTERM stops a comparison between or during runs."""
+
+
+class RunLost(ImgflowError):
+    """Raised when the child process of a measurement ends without a result."""
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """An execution model with the worker count it is asked to use."""
+
+    mode: str
+    workers: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.mode} with {self._workers_text}"
+
+    @property
+    def chart_label(self) -> str:
+        """The label on two lines, so that several fit along a chart's axis."""
+        return f"{self.mode}\n{self._workers_text}"
+
+    @property
+    def _workers_text(self) -> str:
+        return f"{self.workers} worker{'s' if self.workers != 1 else ''}"
+
+
+def plan_setups(modes: Sequence[str], workers: Sequence[int]) -> list[Setup]:
+    """List each mode with each worker count. Sequential runs once, with 1."""
+    setups: list[Setup] = []
+    for mode in modes:
+        for count in [1] if mode == "sequential" else workers:
+            setup = Setup(mode, count)
+            if setup not in setups:
+                setups.append(setup)
+    return setups
+
+
+def round_order(setups: Sequence[Setup], round_index: int) -> list[Setup]:
+    """Rotate the setups so each round starts one setup further along."""
+    shift = round_index % len(setups)
+    return [*setups[shift:], *setups[:shift]]
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One run of the sample under one setup."""
+
+    setup: Setup
+    round_index: int
+    workers_used: int
+    counts: dict[str, int]
+    not_processed: int
+    # Seconds from the executor's start to the last result.
+    seconds: float
+    # ImageResult.seconds of every result (done, rejected or failed), in
+    # input order, as `imgflow run` counts them for its p50 and p95.
+    latencies: list[float]
+    usage: Usage
+
+    @property
+    def images(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+    def latency(self, quantile: float) -> float | None:
+        return percentile(self.latencies, quantile)
+
+
+# --- One measurement, in a child process ----------------------------------
+
+
+def _raise_interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _measure_in_child(
+    request: RunRequest,
+    sources: list[Source],
+    connection: multiprocessing.connection.Connection,
+    log_level: int,
+) -> None:
+    """Run and measure one setup, as the entry point of the child process.
+
+    The parent decides when to stop: the child ignores SIGINT (a Ctrl-C on
+    the terminal reaches the whole process group) and turns SIGTERM into a
+    KeyboardInterrupt, so that `execute` abandons the run.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    logging.basicConfig(
+        level=log_level, format="%(levelname)s %(name)s [pid %(process)d] %(message)s"
+    )
+    logging.getLogger("pyvips").setLevel(logging.ERROR)
+    with TreeSampler() as sampler:
+        summary = execute(request, sources, [])
+    assert sampler.usage is not None
+    latencies = [result.seconds for result in summary.results]
+    connection.send(
+        (
+            summary.workers,
+            summary.counts,
+            len(summary.not_processed),
+            summary.seconds,
+            latencies,
+            sampler.usage,
+        )
+    )
+    connection.close()
+
+
+def _stop_child(process: multiprocessing.process.BaseProcess) -> None:
+    """Ask a child to abandon its run, then terminate it, then kill it."""
+    if process.is_alive():
+        process.terminate()
+        process.join(STOP_GRACE_SECONDS)
+    if process.is_alive():
+        log.warning("measurement process %s did not stop; killing it", process.pid)
+        process.kill()
+    process.join()
+
+
+def measure(
+    setup: Setup,
+    round_index: int,
+    sources: list[Source],
+    config: PipelineConfig,
+    out_dir: Path,
+    inputs: Sequence[str],
+) -> Measurement:
+    """Run the sample once under `setup` in a child process and measure it.
+
+    Raises RunLost when the child ends without sending its measurement.
+    """
+    request = RunRequest(
+        inputs=list(inputs),
+        out_dir=out_dir,
+        config=config,
+        mode=setup.mode,
+        workers=setup.workers,
+        redo=True,
+    )
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(
+        target=_measure_in_child,
+        args=(request, sources, sender, logging.getLogger().getEffectiveLevel()),
+        name=f"imgflow-compare-{setup.mode}-{setup.workers}",
+    )
+    process.start()
+    sender.close()
+    try:
+        try:
+            payload = receiver.recv()
+        except EOFError:
+            process.join()
+            raise RunLost(
+                f"the measurement of {setup.label} ended without a result "
+                f"(exit code {process.exitcode}); see the error printed above, "
+                "or rerun with -v for its log"
+            ) from None
+        process.join()
+    finally:
+        _stop_child(process)
+        receiver.close()
+    workers_used, counts, not_processed, seconds, latencies, usage = payload
+    return Measurement(
+        setup=setup,
+        round_index=round_index,
+        workers_used=workers_used,
+        counts=counts,
+        not_processed=not_processed,
+        seconds=seconds,
+        latencies=latencies,
+        usage=usage,
+    )
+
+
+@contextlib.contextmanager
+def _interrupt_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt, as SIGINT already is, in the main thread."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:  # Not the main thread: signals cannot be handled here.
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_rounds(
+    setups: Sequence[Setup],
+    sources: list[Source],
+    config: PipelineConfig,
+    scratch: Path,
+    *,
+    inputs: Sequence[str],
+    rounds: int = 1,
+    on_measured: Callable[[Measurement, int, int], None] | None = None,
+) -> list[Measurement]:
+    """Measure every setup once per round, in rotating order.
+
+    Each run writes into its own folder under `scratch`, removed as soon as
+    the run ends, whether it succeeded or not. `on_measured` gets each
+    measurement with its position and the total number of runs.
+
+    Raises ComparisonInterrupted on SIGINT or SIGTERM.
+    """
+    total = rounds * len(setups)
+    measurements: list[Measurement] = []
+    position = 0
+    try:
+        with _interrupt_on_sigterm():
+            for round_index in range(rounds):
+                for setup in round_order(setups, round_index):
+                    position += 1
+                    folder = f"run-{position:02d}-{setup.mode}-{setup.workers}"
+                    out_dir = scratch / folder
+                    try:
+                        result = measure(
+                            setup, round_index, sources, config, out_dir, inputs
+                        )
+                    finally:
+                        shutil.rmtree(out_dir, ignore_errors=True)
+                    measurements.append(result)
+                    if on_measured is not None:
+                        on_measured(result, position, total)
+    except KeyboardInterrupt:
+        raise ComparisonInterrupted(
+            f"stopped at run {position} of {total}; its output was removed"
+        ) from None
+    return measurements
