@@ -342,3 +342,32 @@ def test_run_rounds_interrupt_cleans(
             inputs=[],
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def _unwritable_targets(tmp_path: Path) -> list[tuple[Path, str]]:
+    """Report paths that cannot take a file, with the reason the check gives."""
+    return [
+        (Path("/proc/imgflow-compare.out"), "cannot write in the folder /proc"),
+        (tmp_path, "is a folder"),
+        (tmp_path / "missing" / "compare.out", "does not exist"),
+        (Path("/dev/null"), "not a regular file"),
+    ]
+
+
+@pytest.mark.parametrize("option", ["--json", "--html"])
+def test_compare_checks_outputs_before_runs(
+    sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: str
+) -> None:
+    """An unwritable --json or --html path exits 2 before any run starts."""
+
+    def fail_runs(*_args, **_kwargs):
+        raise AssertionError(f"runs started although {option} cannot be written")
+
+    monkeypatch.setattr("imgflow.cli.compare.run_rounds", fail_runs)
+    for path, reason in _unwritable_targets(tmp_path):
+        result = _invoke("compare", str(sample), option, str(path))
+        assert result.exit_code == 2, (path, result.output)
+        # Rich folds long paths at any character, so compare without spaces.
+        assert f"{option}{path}" in "".join(result.output.split()), path
+        assert reason in _text(result), path
+    assert not (tmp_path / "missing").exists()

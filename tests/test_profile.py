@@ -378,3 +378,31 @@ def test_profile_bad_options_exit_2(sample: dict[str, bytes], tmp_path: Path) ->
     result = _invoke("profile", folder, "--config", str(tmp_path / "none.toml"))
     assert result.exit_code == 2
     assert "config file not found" in _text(result)
+
+
+def _unwritable_targets(tmp_path: Path) -> list[tuple[Path, str]]:
+    """Report paths that cannot take a file, with the reason the check gives."""
+    return [
+        (Path("/proc/imgflow-profile.json"), "cannot write in the folder /proc"),
+        (tmp_path, "is a folder"),
+        (tmp_path / "missing" / "profile.json", "does not exist"),
+        (Path("/dev/null"), "not a regular file"),
+    ]
+
+
+def test_profile_checks_json_before_scanning(
+    sample: dict[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unwritable --json path exits 2 before any file is scanned."""
+
+    def fail_scan(*_args, **_kwargs):
+        raise AssertionError("the scan started although --json cannot be written")
+
+    monkeypatch.setattr("imgflow.cli.profile.scan", fail_scan)
+    for path, reason in _unwritable_targets(tmp_path):
+        result = _invoke("profile", str(tmp_path / "sample"), "--json", str(path))
+        assert result.exit_code == 2, (path, result.output)
+        # Rich folds long paths at any character, so compare without spaces.
+        assert f"--json{path}" in "".join(result.output.split()), path
+        assert reason in _text(result), path
+    assert not (tmp_path / "missing").exists()

@@ -681,3 +681,56 @@ def test_cli_html_has_backlog_chart(tmp_path: Path) -> None:
     assert "Images waiting for a worker" in html
     assert "latency budget 3 s" in html
     assert "Decision steps" in html
+
+
+def _unwritable_targets(tmp_path: Path) -> list[tuple[Path, str]]:
+    """Report paths that cannot take a file, with the reason the check gives."""
+    return [
+        (Path("/proc/imgflow-advice.out"), "cannot write in the folder /proc"),
+        (tmp_path, "is a folder"),
+        (tmp_path / "missing" / "advice.out", "does not exist"),
+        (Path("/dev/null"), "not a regular file"),
+    ]
+
+
+@pytest.mark.parametrize("option", ["--json", "--html"])
+def test_cli_checks_outputs_before_advice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: str
+) -> None:
+    """An unwritable --json or --html path exits 2 before any planning."""
+
+    def fail_advise(*_args, **_kwargs):
+        raise AssertionError(f"planning started although {option} cannot be written")
+
+    monkeypatch.setattr("imgflow.cli.recommend.advise", fail_advise)
+    for path, reason in _unwritable_targets(tmp_path):
+        result = CliRunner().invoke(
+            main,
+            ["recommend", "--rate", "3/s", "--latency-budget", "5", option, str(path)],
+            catch_exceptions=False,
+        )
+        text = " ".join(result.output.split())
+        assert result.exit_code == 2, (path, result.output)
+        # Rich folds long paths at any character, so compare without spaces.
+        assert f"{option}{path}" in "".join(result.output.split()), path
+        assert reason in text, path
+    assert not (tmp_path / "missing").exists()
+
+
+def test_cli_failed_write_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report write that fails after the check exits 2 with the message."""
+
+    def fail_write(path: Path, _data: bytes, option: str) -> None:
+        raise UsageError(f"{option} {path}: cannot write: No space left on device")
+
+    monkeypatch.setattr("imgflow.advisor.report.write_output_file", fail_write)
+    out = tmp_path / "advice.json"
+    result = CliRunner().invoke(
+        main,
+        ["recommend", "--rate", "3/s", "--latency-budget", "5", "--json", str(out)],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 2
+    assert "No space left on device" in " ".join(result.output.split())

@@ -43,10 +43,10 @@ from imgflow.engines import vips
 from imgflow.errors import ImageError, ImgflowError, Status, UsageError
 from imgflow.executors.parallel import default_workers
 from imgflow.measure import TreeSampler, Usage
+from imgflow.outdir import write_output_file
 from imgflow.pipeline import Pipeline
 from imgflow.records import Header, ImageResult, Source
 from imgflow.stages import ingest, metadata, store, transform, validate
-from imgflow.stages.store import write_atomic
 from imgflow.stats import percentile
 
 log = logging.getLogger(__name__)
@@ -242,10 +242,14 @@ def load_profile(path: Path) -> Profile:
         raise ProfileError(path, "\n  " + "\n  ".join(errors)) from None
 
 
-def write_profile(profile: Profile, path: Path) -> None:
-    """Write the profile as JSON, atomically."""
+def write_profile(profile: Profile, path: Path, option: str = "--json") -> None:
+    """Write the profile as JSON, atomically.
+
+    Raises UsageError naming the command-line `option` when `path` is not
+    a regular file in a writable folder, or the write fails.
+    """
     text = profile.model_dump_json(indent=2) + "\n"
-    write_atomic(path, text.encode(), fsync=False)
+    write_output_file(path, text.encode(), option)
 
 
 def machine_facts() -> Machine:

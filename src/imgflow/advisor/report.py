@@ -17,9 +17,9 @@ from imgflow.advisor.simulate import (
     DayResult,
     ServiceTimes,
 )
+from imgflow.outdir import write_output_file
 from imgflow.reporting import charts
 from imgflow.reporting.html import Page
-from imgflow.stages.store import write_atomic
 
 ESTIMATE_NOTE = (
     "These costs are a built-in estimate for 12 MP JPEG photos, not measurements "
@@ -129,17 +129,21 @@ def _day_rows(label: str, day: DayResult) -> list[tuple[str, str]]:
 
 
 def write_json(advice: Advice, path: Path) -> None:
-    """Write the whole advice as JSON, atomically."""
+    """Write the whole advice as JSON, atomically.
+
+    Raises UsageError naming --json when the file cannot be written.
+    """
     data = advice.to_dict()
     data["headline"] = headline(advice)
     text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    write_atomic(path, text.encode(), fsync=False)
+    write_output_file(path, text.encode(), "--json")
 
 
 def write_html(advice: Advice, path: Path) -> None:
     """Write the advice as an HTML page with the simulated day's charts.
 
     Draws two or three charts with matplotlib, about a second in all.
+    Raises UsageError naming --html when the file cannot be written.
     """
     page = Page(f"imgflow recommend: {headline(advice)}")
     request = advice.request

@@ -26,12 +26,12 @@ from imgflow.advisor.compare import (
     unfinished_images,
 )
 from imgflow.cli.app import CONFIG_OPTION, main, plural, setup_logging, stderr, stdout
-from imgflow.cli.profile import check_output_file, collect_sample
+from imgflow.cli.profile import collect_sample
 from imgflow.config import load_config
 from imgflow.errors import ConfigError, ExitCode, UsageError
 from imgflow.executors import MODES
 from imgflow.executors.parallel import default_workers
-from imgflow.stages.store import write_atomic
+from imgflow.outdir import check_output_file, write_output_file
 
 # Exit status of a command stopped by SIGINT, as shells report it.
 EXIT_INTERRUPTED = 130
@@ -197,7 +197,7 @@ def _compare(
         config = load_config(config_path)
         for option, path in (("--html", html_path), ("--json", json_path)):
             if path is not None:
-                check_output_file(option, path)
+                check_output_file(path, option)
         sources = collect_sample(inputs, config, scratch)
     except (ConfigError, UsageError) as exc:
         stderr.print(f"[red]error:[/red] {exc}", highlight=False)
@@ -231,9 +231,13 @@ def _compare(
         files=len(sources),
         config_sha256=config.digest(),
     )
-    if json_path is not None:
-        text = json.dumps(comparison.to_json(), indent=2) + "\n"
-        write_atomic(json_path, text.encode(), fsync=False)
-    if html_path is not None:
-        html_page(comparison).write(html_path, "--html")
+    try:
+        if json_path is not None:
+            text = json.dumps(comparison.to_json(), indent=2) + "\n"
+            write_output_file(json_path, text.encode(), "--json")
+        if html_path is not None:
+            html_page(comparison).write(html_path, "--html")
+    except UsageError as exc:
+        stderr.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(ExitCode.USAGE)
     return comparison

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -26,21 +25,11 @@ from imgflow.advisor.profile import (
 from imgflow.cli.app import CONFIG_OPTION, main, plural, setup_logging, stderr, stdout
 from imgflow.config import PipelineConfig, load_config
 from imgflow.errors import ConfigError, ExitCode, UsageError
+from imgflow.outdir import check_output_file
 from imgflow.records import Source
 from imgflow.runner import RunRequest, collect_sources
 
 MEGABYTE = 1e6
-
-
-def check_output_file(option: str, path: Path) -> None:
-    """Reject an output file path that is a folder or lies in no writable folder."""
-    if path.is_dir():
-        raise UsageError(f"{option} {path} is a folder; name a file")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise UsageError(f"{option} {path}: the folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise UsageError(f"{option} {path}: the folder {parent} is not writable")
 
 
 def collect_sample(
@@ -169,7 +158,7 @@ def _profile(
     try:
         config = load_config(config_path)
         if json_path is not None:
-            check_output_file("--json", json_path)
+            check_output_file(json_path, "--json")
         sources = collect_sample(inputs, config, scratch)
     except (ConfigError, UsageError) as exc:
         stderr.print(f"[red]error:[/red] {exc}", highlight=False)
@@ -190,7 +179,11 @@ def _profile(
         stderr.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(ExitCode.SOME_IMAGES_NOT_DONE)
     if json_path is not None:
-        write_profile(result, json_path)
+        try:
+            write_profile(result, json_path)
+        except UsageError as exc:
+            stderr.print(f"[red]error:[/red] {exc}", highlight=False)
+            sys.exit(ExitCode.USAGE)
     return result
 
 

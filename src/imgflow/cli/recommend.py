@@ -16,6 +16,7 @@ from imgflow.advisor.rates import Rate, parse_rate
 from imgflow.advisor.recommend import Advice, AdviceRequest, advise
 from imgflow.cli.app import main, stderr, stdout
 from imgflow.errors import ExitCode, UsageError
+from imgflow.outdir import check_output_file
 
 _BYTES = re.compile(r"^\s*([0-9]+(\.[0-9]+)?)\s*([kmgt]i?b?|b)?\s*$")
 _BYTE_UNITS = {
@@ -166,6 +167,9 @@ def recommend(
         seed=seed,
     )
     try:
+        for option, path in (("--json", json_path), ("--html", html_path)):
+            if path is not None:
+                check_output_file(path, option)
         costs = read_profile(profile_path) if profile_path is not None else ESTIMATE
         advice = advise(request, costs)
     except UsageError as exc:
@@ -179,11 +183,8 @@ def recommend(
         if html_path is not None:
             report.write_html(advice, html_path)
             stdout.print(f"Wrote {html_path}", highlight=False)
-    except OSError as exc:
-        stderr.print(
-            f"[red]error:[/red] cannot write {exc.filename}: {exc.strerror or exc}",
-            highlight=False,
-        )
+    except UsageError as exc:
+        stderr.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(ExitCode.USAGE)
 
 
