@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +21,15 @@ from conftest import jpeg_bytes, quadrant_pixels
 from imgflow.advisor import costs
 from imgflow.advisor.profile import (
     ProfileError,
+    ProfileInterrupted,
     ScannedImage,
     load_profile,
+    scan,
     spread,
+    time_images,
 )
 from imgflow.cli import main
+from imgflow.config import PipelineConfig
 from imgflow.records import Header, Source
 
 
@@ -406,3 +415,69 @@ def test_profile_checks_json_before_scanning(
         assert f"--json{path}" in "".join(result.output.split()), path
         assert reason in _text(result), path
     assert not (tmp_path / "missing").exists()
+
+
+def test_scan_stops_when_requested(sample: dict[str, bytes], tmp_path: Path) -> None:
+    """A stop request set before the scan ends it before the first file."""
+    stop = threading.Event()
+    stop.set()
+    sources = [
+        Source(index, str(path))
+        for index, path in enumerate(sorted((tmp_path / "sample").rglob("*.jpg")))
+    ]
+    with pytest.raises(ProfileInterrupted, match="after 0 files"):
+        scan(sources, PipelineConfig(), stop)
+
+
+def test_timing_stops_between_images(sample: dict[str, bytes], tmp_path: Path) -> None:
+    """A stop request set during the timing ends it before the next image."""
+    sources = [
+        Source(index, str(path))
+        for index, path in enumerate(sorted((tmp_path / "sample").rglob("*.jpg")))
+    ]
+    images = scan(sources, PipelineConfig()).images
+    out_dir = tmp_path / "out"
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(ProfileInterrupted, match="after 0 of 4 images"):
+        time_images(images, PipelineConfig(), out_dir, stop)
+    assert not out_dir.exists() or not any(out_dir.rglob("*.jpg"))
+
+
+def test_profile_sigint_stops_and_cleans(tmp_path: Path) -> None:
+    """SIGINT during the timing ends a real profile with 130 and no leftovers."""
+    folder = tmp_path / "sample"
+    folder.mkdir()
+    photo = jpeg_bytes(Image.fromarray(quadrant_pixels(2400, 1800)))
+    for index in range(30):
+        (folder / f"photo{index:02d}.jpg").write_bytes(photo)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    out = tmp_path / "profile.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "imgflow", "profile", str(folder)]
+        + ["--time", "30", "--json", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    )
+    try:
+        assert process.stderr is not None
+        # The command prints this line just before it starts the timing.
+        for line in process.stderr:
+            if "timing 30 images" in line:
+                break
+        process.send_signal(signal.SIGINT)
+        errors = process.stderr.read()
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, errors
+    assert "stopped during the timing" in errors
+    assert "Exception ignored" not in errors
+    assert "Traceback" not in errors
+    assert not out.exists()
+    assert list(scratch.iterdir()) == []

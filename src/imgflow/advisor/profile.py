@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import statistics
+import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from imgflow.advisor.formatting import count
 from imgflow.config import PipelineConfig
 from imgflow.engines import vips
 from imgflow.errors import ImageError, ImgflowError, Status, UsageError
@@ -70,6 +72,10 @@ class ProfileError(UsageError):
 class EmptySampleError(ImgflowError):
     """Raised when no image of a sample passed validation, or none of the
     timed images finished the pipeline, so there is nothing to measure."""
+
+
+class ProfileInterrupted(ImgflowError):
+    """Raised when a stop request ends the scan or the timing between images."""
 
 
 # --- The JSON schema -------------------------------------------------------
@@ -292,16 +298,25 @@ def _has_exif(data: bytes) -> bool:
     return bool(image.get_typeof("exif-data"))
 
 
-def scan(sources: Iterable[Source], config: PipelineConfig) -> Scan:
+def scan(
+    sources: Iterable[Source],
+    config: PipelineConfig,
+    stop: threading.Event | None = None,
+) -> Scan:
     """Validate every source and read its header facts.
 
     Cost: each file is read whole, one at a time, and its header is parsed
-    twice (validation, then the EXIF check). Pixels stay encoded.
+    twice (validation, then the EXIF check). Pixels stay encoded. Raises
+    ProfileInterrupted when `stop` is set before the next file.
     """
     files = 0
     images: list[ScannedImage] = []
     rejections: Counter[str] = Counter()
     for source in sources:
+        if stop is not None and stop.is_set():
+            raise ProfileInterrupted(
+                f"stopped during the scan, after {count(files, 'file')}"
+            )
         files += 1
         try:
             data = ingest.read_source(source.path, config.validation)
@@ -406,7 +421,10 @@ class Timed:
 
 
 def time_images(
-    images: Sequence[ScannedImage], config: PipelineConfig, out_dir: Path
+    images: Sequence[ScannedImage],
+    config: PipelineConfig,
+    out_dir: Path,
+    stop: threading.Event | None = None,
 ) -> Timed:
     """Run the whole pipeline on each image, one at a time, in this process.
 
@@ -414,15 +432,29 @@ def time_images(
     on one image. The smallest image runs once first, untimed, so one-time
     start-up costs (loading codecs and colour profiles) are not charged to
     the timed images. Outputs are written into `out_dir`, which the caller
-    removes.
+    removes. Raises ProfileInterrupted when `stop` is set before the next
+    image, because a KeyboardInterrupt cannot stop libvips: it lands in a
+    pyvips callback, where cffi prints and discards it.
     """
     ordered = list(images)
+
+    def check_stop(done: int) -> None:
+        if stop is not None and stop.is_set():
+            raise ProfileInterrupted(
+                f"stopped during the timing, after {done} of "
+                f"{count(len(ordered), 'image')}"
+            )
+
     vips.configure_worker(threads=None)
     pipeline = Pipeline(config, out_dir)
     if ordered:
+        check_stop(0)
         pipeline.process(min(ordered, key=lambda i: i.header.pixels).source)
+    results: list[ImageResult] = []
     with TreeSampler() as sampler:
-        results = [pipeline.process(image.source) for image in ordered]
+        for image in ordered:
+            check_stop(len(results))
+            results.append(pipeline.process(image.source))
     assert sampler.usage is not None
     return Timed(images=ordered, results=results, usage=sampler.usage)
 

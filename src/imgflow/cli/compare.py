@@ -26,15 +26,12 @@ from imgflow.advisor.compare import (
     unfinished_images,
 )
 from imgflow.cli.app import CONFIG_OPTION, main, plural, setup_logging, stderr, stdout
-from imgflow.cli.profile import collect_sample
+from imgflow.cli.profile import EXIT_INTERRUPTED, collect_sample
 from imgflow.config import load_config
 from imgflow.errors import ConfigError, ExitCode, UsageError
 from imgflow.executors import MODES
 from imgflow.executors.parallel import default_workers
 from imgflow.outdir import check_output_file, write_output_file
-
-# Exit status of a command stopped by SIGINT, as shells report it.
-EXIT_INTERRUPTED = 130
 
 
 def _default_workers() -> str:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -13,6 +17,7 @@ from imgflow.advisor.profile import (
     DEFAULT_TIMED_IMAGES,
     EmptySampleError,
     Profile,
+    ProfileInterrupted,
     Timed,
     make_profile,
     scan,
@@ -30,6 +35,8 @@ from imgflow.records import Source
 from imgflow.runner import RunRequest, collect_sources
 
 MEGABYTE = 1e6
+# Exit status of a command stopped by SIGINT, as shells report it.
+EXIT_INTERRUPTED = 130
 
 
 def collect_sample(
@@ -146,6 +153,37 @@ def _warn_unfinished(timed: Timed) -> None:
         )
 
 
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into a stop request, checked between images.
+
+    The handler only sets `stop`: a KeyboardInterrupt raised while libvips
+    works would land in a pyvips callback, where cffi discards it.
+    """
+
+    def handle(signum: int, _frame: object) -> None:
+        if not stop.is_set():
+            stderr.print(
+                f"[yellow]{signal.Signals(signum).name}: stopping after the image "
+                "in progress[/yellow]",
+                highlight=False,
+            )
+        stop.set()
+
+    try:
+        previous = {
+            sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+    except ValueError:  # Not the main thread: signals cannot be handled here.
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _profile(
     inputs: tuple[str, ...],
     config_path: Path | None,
@@ -153,8 +191,13 @@ def _profile(
     timed_count: int,
     scratch: Path,
     quiet: bool,
+    stop: threading.Event,
 ) -> Profile:
-    """Scan and time the sample, write the JSON, or exit with an error."""
+    """Scan and time the sample, write the JSON, or exit with an error.
+
+    Raises ProfileInterrupted when `stop` is set before the profile is
+    written.
+    """
     try:
         config = load_config(config_path)
         if json_path is not None:
@@ -164,7 +207,7 @@ def _profile(
         stderr.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(ExitCode.USAGE)
     try:
-        scanned = scan(sources, config)
+        scanned = scan(sources, config, stop)
         sample = summarise_scan(scanned)
         if not quiet:
             stderr.print(
@@ -172,12 +215,14 @@ def _profile(
                 f"{plural(min(timed_count, sample.images), 'image')}...",
                 highlight=False,
             )
-        timed = time_images(spread(scanned.images, timed_count), config, scratch)
+        timed = time_images(spread(scanned.images, timed_count), config, scratch, stop)
         _warn_unfinished(timed)
         result = make_profile(config, sample, summarise_timing(timed))
     except EmptySampleError as exc:
         stderr.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(ExitCode.SOME_IMAGES_NOT_DONE)
+    if stop.is_set():
+        raise ProfileInterrupted("stopped after the timing")
     if json_path is not None:
         try:
             write_profile(result, json_path)
@@ -226,13 +271,28 @@ def profile(
     outputs go to a scratch folder that is removed afterwards.
 
     Exit status: 0 when the profile was made, 1 when no image could be
-    measured, 2 for a usage or configuration error.
+    measured, 2 for a usage or configuration error, 130 when interrupted
+    by Ctrl-C or SIGTERM (after the image in progress).
     """
     setup_logging(verbose, quiet)
-    with tempfile.TemporaryDirectory(prefix="imgflow-profile-") as scratch:
-        result = _profile(
-            inputs, config_path, json_path, timed_count, Path(scratch), quiet
+    stop = threading.Event()
+    try:
+        # The handlers stay installed until the scratch folder is removed, so
+        # that a signal cannot cut its removal short.
+        with (
+            _stop_on_signals(stop),
+            tempfile.TemporaryDirectory(prefix="imgflow-profile-") as scratch,
+        ):
+            result = _profile(
+                inputs, config_path, json_path, timed_count, Path(scratch), quiet, stop
+            )
+    except ProfileInterrupted as exc:
+        stderr.print(
+            f"[yellow]interrupted:[/yellow] {exc}. No profile was written, and "
+            "the scratch folder was removed.",
+            highlight=False,
         )
+        sys.exit(EXIT_INTERRUPTED)
 
     if not quiet:
         stdout.print(_sample_table(result))
