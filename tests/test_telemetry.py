@@ -396,6 +396,8 @@ def test_report_has_stages_and_failures(tmp_path: Path) -> None:
     for stage in stages.values():
         assert stage["p50"] <= stage["p95"] <= stage["p99"]
     assert report["throughput"][-1]["finished"] == 5
+    finished = [image["finished_seconds"] for image in report["images"]]
+    assert all(0 <= t <= report["summary"]["seconds"] for t in finished)
     for image in report["images"]:
         if image["status"] == "done":
             assert set(image["stage_seconds"]) == set(stages)

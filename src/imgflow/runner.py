@@ -94,8 +94,9 @@ class RunSummary:
     mode_reason: str | None = None
     skipped: list[Skipped] = field(default_factory=list)
     catalog_error: str | None = None
-    # Seconds since the run started at which each result arrived.
-    finish_offsets: list[float] = field(default_factory=list)
+    # Seconds since the run started at which each result arrived, by
+    # source index.
+    finished_at: dict[int, float] = field(default_factory=dict)
 
     @property
     def all_done(self) -> bool:
@@ -112,6 +113,13 @@ class RunSummary:
     def latency(self, quantile: float) -> float | None:
         """Per-image processing time at `quantile`, nearest-rank, in seconds."""
         return percentile((result.seconds for result in self.results), quantile)
+
+    def _image_report(self, result: ImageResult) -> dict[str, Any]:
+        report = result.to_report()
+        # Every input of a batch run arrives at its start, so this is the
+        # time a caller waited for the image's result.
+        report["finished_seconds"] = _round(self.finished_at.get(result.source.index))
+        return report
 
     def to_report(self) -> dict[str, Any]:
         return {
@@ -132,10 +140,12 @@ class RunSummary:
                 "p95_seconds": _round(self.latency(0.95)),
                 "p99_seconds": _round(self.latency(0.99)),
             },
-            "throughput": throughput_series(self.finish_offsets, self.seconds),
+            "throughput": throughput_series(
+                sorted(self.finished_at.values()), self.seconds
+            ),
             "stages": stage_latency(self.results),
             "failures_by_reason": failures_by_reason(self.results),
-            "images": [result.to_report() for result in self.results],
+            "images": [self._image_report(result) for result in self.results],
             "issues": [{"path": i.path, "message": i.message} for i in self.issues],
             "not_processed": [source.path for source in self.not_processed],
             "skipped": [{"source": i.path, "status": i.status} for i in self.skipped],
@@ -316,7 +326,7 @@ def execute(
     )
     started = time.perf_counter()
     results: list[ImageResult] = []
-    finish_offsets: list[float] = []
+    finished_at: dict[int, float] = {}
     begun: dict[int, Source] = {}
     catalog_error: str | None = None
     stream = executor.run(pipeline, sources, control)
@@ -325,7 +335,7 @@ def execute(
     try:
         for result in stream:
             results.append(result)
-            finish_offsets.append(time.perf_counter() - started)
+            finished_at[result.source.index] = time.perf_counter() - started
             _log_outcome(result, run_id)
             if metrics is not None:
                 metrics.observe(result)
@@ -365,7 +375,7 @@ def execute(
         mode_reason=mode_reason,
         skipped=skipped,
         catalog_error=catalog_error,
-        finish_offsets=sorted(finish_offsets),
+        finished_at=finished_at,
     )
     log.info(
         "run %d finished in %.1f s: %s%s",

@@ -1,11 +1,14 @@
-"""Hybrid model: route each image to the engine and pool that suit it.
+"""Hybrid model: route each image to the engine that suits it, on one pool.
 
-Small baseline JPEGs go in batches to a lane of workers running the Pillow
-fast path, which beats libvips below about a megapixel and saves a round
-trip per image. Large and slow kinds (over the pixel threshold,
-progressive, animated, tagged with a colour profile, or another format) go
-one at a time to a separate libvips lane with its own size, so a slow image
-never holds back a batch of small ones.
+Small baseline JPEGs go in batches through the Pillow fast path, which
+saves a round trip per image and beats libvips on the smallest photos.
+Large and slow kinds (over the pixel threshold, progressive, animated,
+tagged with a colour profile, or another format) go one at a time through
+libvips. Both kinds share one pool of worker processes, one per core by
+default, and a worker runs whichever engine its task names, so no core
+idles while the other kind has work. Small batches are dispatched first:
+a small photo waits for at most one running task to end, never for a
+queue of large ones.
 
 Routing reads each file's signature and header in the coordinating process
 (well under a millisecond, no decode); workers then run the whole pipeline
@@ -16,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from multiprocessing.connection import wait
 from typing import Any
 
 from imgflow.engines import pillow
@@ -28,31 +30,32 @@ from imgflow.pipeline import Pipeline
 from imgflow.records import ImageResult, Source
 from imgflow.stages.validate import peek_header
 
-# NOTE: measured on 2 cores with libjpeg-turbo 3 (Pillow 13) and libvips
-# 8.18: Pillow renders the three default variants faster up to about this
-# size; docs/benchmarks.md has the runs behind it.
-DEFAULT_SMALL_PIXELS = 1_500_000
+# Measured on 2 cores with libjpeg-turbo 3 (Pillow 13) and libvips 8.18 by
+# benchmarks/hybrid_threshold.py: Pillow renders the three default variants
+# faster below about 0.46 MP (1.2x faster at 0.3 MP, on a par at 0.5 MP,
+# 1.5x slower at 1 MP). 800 x 600 photos are on the fast path.
+DEFAULT_SMALL_PIXELS = 480_000
 DEFAULT_BATCH_SIZE = 4
 
+SMALL, LARGE = "pillow", "vips"
 
-def process_batch_in_worker(batch: list[Source]) -> list[ImageResult]:
-    pipeline, engine = worker.pipeline(), worker.engine()
+
+def process_batch_in_worker(task: tuple[str, list[Source]]) -> list[ImageResult]:
+    engine, batch = task
+    pipeline = worker.pipeline()
     return [pipeline.process(source, engine=engine) for source in batch]
 
 
 @dataclass(slots=True)
-class _Lane:
-    pool: WorkerPool
+class _Backlog:
+    """Sources routed to one engine and waiting for a worker."""
+
+    engine: str
     batch_size: int
-    backlog: list[Source] = field(default_factory=list)
-    running: dict[int, list[Source]] = field(default_factory=dict)
+    waiting: list[Source] = field(default_factory=list)
     # Members of a batch whose worker died, re-run one by one so that only
     # the image that kills its worker is charged an attempt.
     solo: list[Source] = field(default_factory=list)
-
-    @property
-    def full(self) -> bool:
-        return len(self.backlog) >= self.batch_size * self.pool.size
 
 
 class HybridExecutor:
@@ -62,7 +65,6 @@ class HybridExecutor:
         self,
         workers: int | None = None,
         *,
-        large_workers: int | None = None,
         small_pixels: int = DEFAULT_SMALL_PIXELS,
         batch_size: int = DEFAULT_BATCH_SIZE,
         time_limit: float | None = None,
@@ -71,12 +73,11 @@ class HybridExecutor:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.workers = workers or default_workers()
-        self.large_workers = large_workers or max(1, self.workers // 2)
         self.small_pixels = small_pixels
         self.batch_size = batch_size
         self.time_limit = time_limit
         self.max_rss = max_rss
-        self._batches = 0
+        self._tasks = 0
 
     def is_small(self, source: Source, pipeline: Pipeline) -> bool:
         """True when a source belongs on the Pillow fast path."""
@@ -89,95 +90,86 @@ class HybridExecutor:
             and pillow.has_photo_density(source.size, header)
         )
 
-    def _lane(self, pipeline: Pipeline, workers: int, engine: str, batch: int) -> _Lane:
-        timeout = self.time_limit * batch if self.time_limit else None
-        pool = WorkerPool(
-            workers,
-            process_batch_in_worker,
-            initializer=worker.start,
-            initargs=(pipeline, engine),
-            task_timeout=timeout,
-            max_rss=self.max_rss,
-            name=f"{engine}-lane",
-        )
-        return _Lane(pool, batch)
-
     def _fill(
-        self, feeder: Feeder, lanes: tuple[_Lane, _Lane], pipeline: Pipeline
+        self, feeder: Feeder, small: _Backlog, large: _Backlog, pipeline: Pipeline
     ) -> None:
-        small, large = lanes
-        while not small.full and not large.full:
+        """Admit and route sources until a backlog holds a round of work."""
+        while (
+            len(small.waiting) < self.batch_size * self.workers
+            and len(large.waiting) < self.workers
+        ):
             source = feeder.admit()
             if source is None:
                 return
-            lane = small if self.is_small(source, pipeline) else large
-            lane.backlog.append(source)
+            backlog = small if self.is_small(source, pipeline) else large
+            backlog.waiting.append(source)
 
-    def _submit(self, lane: _Lane, more_coming: bool) -> None:
-        while lane.pool.idle() and lane.solo:
-            self._send(lane, [lane.solo.pop(0)])
-        # A partial batch goes out only when no more sources are ready, so
-        # batching never delays an image that could start now.
-        while lane.pool.idle() and lane.backlog:
-            if len(lane.backlog) < lane.batch_size and more_coming:
-                return
-            batch = lane.backlog[: lane.batch_size]
-            del lane.backlog[: lane.batch_size]
-            self._send(lane, batch)
-
-    def _send(self, lane: _Lane, batch: list[Source]) -> None:
-        self._batches += 1
-        lane.pool.submit(self._batches, batch)
-        lane.running[self._batches] = batch
-
-    def _wait(self, lanes: tuple[_Lane, ...]) -> None:
-        watched: list[Any] = []
-        timeout = POLL_SECONDS
-        for lane in lanes:
-            watched += lane.pool.waitables()
-            remaining = lane.pool.seconds_to_deadline()
-            if remaining is not None:
-                timeout = min(timeout, remaining)
-        wait(watched, timeout)
+    def _next_task(
+        self, small: _Backlog, large: _Backlog, more_coming: bool
+    ) -> tuple[_Backlog, list[Source]] | None:
+        """Pick the next task for an idle worker: small work first."""
+        for backlog in (small, large):
+            if backlog.solo:
+                return backlog, [backlog.solo.pop(0)]
+        # A partial batch goes out only when no more sources are ready or no
+        # large image waits, so batching never idles a worker that has work.
+        full = len(small.waiting) >= small.batch_size
+        if small.waiting and (full or not more_coming or not large.waiting):
+            batch = small.waiting[: small.batch_size]
+            del small.waiting[: small.batch_size]
+            return small, batch
+        if large.waiting:
+            return large, [large.waiting.pop(0)]
+        return None
 
     def run(
         self, pipeline: Pipeline, sources: Iterable[Source], control: RunControl
     ) -> Iterator[ImageResult]:
         feeder = Feeder(sources, control)
-        lanes = (
-            self._lane(pipeline, self.workers, "pillow", self.batch_size),
-            self._lane(pipeline, self.large_workers, "vips", 1),
+        small = _Backlog(SMALL, self.batch_size)
+        large = _Backlog(LARGE, 1)
+        pool = WorkerPool(
+            self.workers,
+            process_batch_in_worker,
+            initializer=worker.start,
+            initargs=(pipeline,),
+            task_timeout=self.time_limit,
+            max_rss=self.max_rss,
+            name="hybrid",
         )
-        for lane in lanes:
-            name = lane.pool.name
-            control.probes.pools[name] = lane.pool.pids
-            control.probes.queues[name] = lambda lane=lane: len(lane.backlog)  # type: ignore[misc]
+        control.probes.pools["hybrid"] = pool.pids
+        control.probes.queues["small"] = lambda: len(small.waiting) + len(small.solo)
+        control.probes.queues["large"] = lambda: len(large.waiting) + len(large.solo)
+        running: dict[int, tuple[_Backlog, list[Source]]] = {}
         try:
             while not control.abandoned:
-                self._fill(feeder, lanes, pipeline)
-                more_coming = not feeder.drained and not any(
-                    lane.full for lane in lanes
-                )
-                for lane in lanes:
-                    self._submit(lane, more_coming)
-                if feeder.finished and not any(lane.solo for lane in lanes):
+                self._fill(feeder, small, large, pipeline)
+                more_coming = not feeder.drained
+                while pool.idle():
+                    task = self._next_task(small, large, more_coming)
+                    if task is None:
+                        break
+                    backlog, batch = task
+                    self._tasks += 1
+                    # A batch gets the time limit once per image in it.
+                    timeout = self.time_limit * len(batch) if self.time_limit else None
+                    pool.submit(self._tasks, (backlog.engine, batch), timeout=timeout)
+                    running[self._tasks] = (backlog, batch)
+                if feeder.finished and not small.solo and not large.solo:
                     return
-                self._wait(lanes)
-                for lane in lanes:
-                    for completion in lane.pool.poll(0):
-                        batch = lane.running.pop(completion.task_id)
-                        if completion.outcome is not Outcome.OK and len(batch) > 1:
-                            lane.solo.extend(batch)
-                            continue
-                        for result in self._results(batch, completion):
-                            if feeder.complete(result):
-                                yield result
+                for completion in pool.poll(POLL_SECONDS):
+                    backlog, batch = running.pop(completion.task_id)
+                    if completion.outcome is not Outcome.OK and len(batch) > 1:
+                        backlog.solo.extend(batch)
+                        continue
+                    for result in self._results(batch, completion):
+                        if feeder.complete(result):
+                            yield result
         finally:
-            for lane in lanes:
-                if control.abandoned:
-                    lane.pool.terminate()
-                else:
-                    lane.pool.close()
+            if control.abandoned:
+                pool.terminate()
+            else:
+                pool.close()
 
     @staticmethod
     def _results(batch: list[Source], completion: Any) -> list[ImageResult]:

@@ -127,6 +127,7 @@ class _Worker:
     connection: Connection
     task_id: Any = None
     started: float = 0.0
+    timeout: float | None = None
     ready: bool = False
 
     @property
@@ -230,13 +231,19 @@ class WorkerPool:
     def pids(self) -> list[int]:
         return [worker.process.pid for worker in self._workers]
 
-    def submit(self, task_id: Any, argument: Any) -> None:
-        """Hand one task to an idle worker; raises RuntimeError if none is idle."""
+    def submit(
+        self, task_id: Any, argument: Any, *, timeout: float | None = None
+    ) -> None:
+        """Hand one task to an idle worker; raises RuntimeError if none is idle.
+
+        `timeout` replaces the pool's time limit for this task.
+        """
         for worker in self._workers:
             if worker.available:
                 worker.connection.send((task_id, argument))
                 worker.task_id = task_id
                 worker.started = time.monotonic()
+                worker.timeout = timeout if timeout is not None else self._task_timeout
                 return
         raise RuntimeError("no idle worker: poll() for completions or start-up first")
 
@@ -282,10 +289,12 @@ class WorkerPool:
         return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def _next_deadline(self) -> float | None:
-        if self._task_timeout is None:
-            return None
-        starts = [worker.started for worker in self._workers if worker.busy]
-        return min(starts) + self._task_timeout if starts else None
+        deadlines = [
+            worker.started + worker.timeout
+            for worker in self._workers
+            if worker.busy and worker.timeout is not None
+        ]
+        return min(deadlines) if deadlines else None
 
     def poll(self, timeout: float | None = None) -> list[Completion]:
         """Wait up to `timeout` seconds and return the tasks that ended."""
@@ -314,15 +323,12 @@ class WorkerPool:
         return completions
 
     def _expire(self) -> list[Completion]:
-        if self._task_timeout is None:
-            return []
         now = time.monotonic()
         expired = []
         for worker in list(self._workers):
-            if worker.busy and now - worker.started >= self._task_timeout:
-                message = (
-                    f"no result within {self._task_timeout:g} s; worker process ended"
-                )
+            timeout = worker.timeout
+            if worker.busy and timeout is not None and now - worker.started >= timeout:
+                message = f"no result within {timeout:g} s; worker process ended"
                 log.warning("task %s: %s", worker.task_id, message)
                 expired.append(
                     Completion(worker.task_id, Outcome.TIMED_OUT, message=message)

@@ -1,4 +1,4 @@
-"""State of a worker process: the pipeline it runs and the engine it uses.
+"""State of a worker process: the pipeline it runs.
 
 Pools start every worker through `start`, so each model's task functions
 share one place for the per-process set-up.
@@ -10,21 +10,15 @@ from imgflow.engines import vips
 from imgflow.pipeline import Pipeline
 
 _pipeline: Pipeline | None = None
-_engine = "vips"
 
 
-def start(pipeline: Pipeline, engine: str = "vips") -> None:
+def start(pipeline: Pipeline) -> None:
     """Keep the pipeline for this process and tune libvips for one thread."""
-    global _pipeline, _engine
+    global _pipeline
     _pipeline = pipeline
-    _engine = engine
     vips.configure_worker(threads=1)
 
 
 def pipeline() -> Pipeline:
     assert _pipeline is not None, "worker started without a pipeline"
     return _pipeline
-
-
-def engine() -> str:
-    return _engine

@@ -1,0 +1,89 @@
+"""Hybrid scheduling: small work first, one shared pool, engines by route."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+from conftest import jpeg_bytes, quadrant_pixels
+from imgflow.config import parse_config
+from imgflow.executors.hybrid import LARGE, SMALL, HybridExecutor, _Backlog
+from imgflow.records import Source
+from imgflow.runner import RunRequest, collect_sources, execute
+
+CONFIG = parse_config({"variants": {"thumb": {"size": 64}}})
+
+
+def _sources(count: int, start: int = 0) -> list[Source]:
+    return [Source(index=i, path=f"/in/{i}.jpg") for i in range(start, start + count)]
+
+
+def test_small_batch_goes_before_large() -> None:
+    executor = HybridExecutor(2, batch_size=4)
+    small = _Backlog(SMALL, 4, waiting=_sources(5))
+    large = _Backlog(LARGE, 1, waiting=_sources(2, start=10))
+    backlog, batch = executor._next_task(small, large, more_coming=True)
+    assert backlog is small
+    assert [s.index for s in batch] == [0, 1, 2, 3]
+
+
+def test_partial_batch_waits_for_large_work() -> None:
+    """A partial small batch yields to a waiting large image while more may come."""
+    executor = HybridExecutor(2, batch_size=4)
+    small = _Backlog(SMALL, 4, waiting=_sources(2))
+    large = _Backlog(LARGE, 1, waiting=_sources(1, start=10))
+    backlog, batch = executor._next_task(small, large, more_coming=True)
+    assert backlog is large
+    assert [s.index for s in batch] == [10]
+
+
+def test_partial_batch_sent_when_idle() -> None:
+    """With nothing else to run, a partial batch goes out instead of waiting."""
+    executor = HybridExecutor(2, batch_size=4)
+    small = _Backlog(SMALL, 4, waiting=_sources(2))
+    large = _Backlog(LARGE, 1)
+    backlog, batch = executor._next_task(small, large, more_coming=True)
+    assert backlog is small
+    assert len(batch) == 2
+
+
+def test_solo_reruns_come_first() -> None:
+    executor = HybridExecutor(2, batch_size=4)
+    small = _Backlog(SMALL, 4, waiting=_sources(4))
+    large = _Backlog(LARGE, 1, solo=_sources(1, start=20))
+    backlog, batch = executor._next_task(small, large, more_coming=True)
+    assert backlog is large
+    assert [s.index for s in batch] == [20]
+
+
+def test_nothing_to_run() -> None:
+    executor = HybridExecutor(2)
+    assert executor._next_task(_Backlog(SMALL, 4), _Backlog(LARGE, 1), True) is None
+
+
+def test_engines_follow_route(tmp_path: Path) -> None:
+    """Small baseline JPEGs take the Pillow path and large ones libvips."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(6):
+        small = Image.fromarray(quadrant_pixels(320 + index, 240))
+        (folder / f"small_{index}.jpg").write_bytes(jpeg_bytes(small))
+    for index in range(2):
+        large = Image.fromarray(quadrant_pixels(1000 + index, 800))
+        (folder / f"large_{index}.jpg").write_bytes(jpeg_bytes(large))
+    request = RunRequest(
+        inputs=[str(folder)],
+        out_dir=tmp_path / "out",
+        config=CONFIG,
+        mode="hybrid",
+        workers=2,
+    )
+    sources, issues = collect_sources(request)
+    summary = execute(request, sources, issues)
+    engines = {Path(r.source.path).stem: r.engine for r in summary.results}
+    assert summary.counts == {"done": 8}
+    for index in range(6):
+        assert engines[f"small_{index}"] == "pillow"
+    for index in range(2):
+        assert engines[f"large_{index}"] == "vips"
