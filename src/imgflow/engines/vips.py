@@ -34,8 +34,8 @@ from imgflow.stages.validate import decode_failure, undecodable_reason
 _STRICT = "fail_on=warning"
 _TOLERANT = "fail_on=truncated"
 # libjpeg's "premature end of data segment" and "premature end of JPEG
-# file", libpng's "not enough image data" and "read error" on short data.
-_DATA_MISSING = re.compile(r"premature end|not enough image data|unexpected end", re.I)
+# file", and libpng's "not enough image data".
+_DATA_MISSING = re.compile(r"premature end|not enough image data", re.I)
 
 # NOTE: the pyvips-binary wheel reads HEIF containers but ships no HEVC
 # decoder, so HEIC pixels are decoded with pillow-heif instead.

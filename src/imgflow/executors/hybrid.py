@@ -31,9 +31,9 @@ from imgflow.records import ImageResult, Source
 from imgflow.stages.validate import peek_header
 
 # Measured on 2 cores with libjpeg-turbo 3 (Pillow 13) and libvips 8.18 by
-# benchmarks/hybrid_threshold.py: Pillow renders the three default variants
-# faster below about 0.46 MP (1.2x faster at 0.3 MP, on a par at 0.5 MP,
-# 1.5x slower at 1 MP). 800 x 600 photos are on the fast path.
+# benchmarks/hybrid_threshold.py. Pillow renders the three default variants
+# faster below about 0.46 MP: 1.2x faster at 0.3 MP, on a par at 0.5 MP and
+# 1.5x slower at 1 MP. The limit keeps 800 x 600 photos on the fast path.
 DEFAULT_SMALL_PIXELS = 480_000
 DEFAULT_BATCH_SIZE = 4
 
@@ -93,7 +93,7 @@ class HybridExecutor:
     def _fill(
         self, feeder: Feeder, small: _Backlog, large: _Backlog, pipeline: Pipeline
     ) -> None:
-        """Admit and route sources until a backlog holds a round of work."""
+        """Admit and route sources until a backlog has a round of work."""
         while (
             len(small.waiting) < self.batch_size * self.workers
             and len(large.waiting) < self.workers
