@@ -291,6 +291,14 @@ def _write_profile(tmp_path: Path) -> tuple[Path, dict]:
         (lambda d: d["sample"]["bit_depths"].update(eight=0), "sample.bit_depths"),
         (lambda d: d.update(created="2026-01-01T00:00:00+02:00"), "created"),
         (lambda d: d.update(config_sha256="abc"), "config_sha256"),
+        (
+            lambda d: d["timing"]["seconds_per_image"].update(p95=float("inf")),
+            "timing.seconds_per_image.p95: Input should be a finite number",
+        ),
+        (
+            lambda d: d["sample"]["megapixels"].update(mean=float("nan")),
+            "sample.megapixels.mean: Input should be a finite number",
+        ),
     ],
 )
 def test_load_profile_names_bad_key(

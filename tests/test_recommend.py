@@ -126,6 +126,9 @@ def recommend(tmp_path: Path, *args: str) -> tuple[Any, dict[str, Any]]:
         ("1200/hour", 1200, "hour", 1200 / 3600),
         (" 2 / h ", 2, "hour", 2 / 3600),
         ("7/Days", 7, "day", 7 / 86400),
+        ("1e3/s", 1000, "s", 1000.0),
+        (".5/s", 0.5, "s", 0.5),
+        ("+3/s", 3, "s", 3.0),
     ],
 )
 def test_parse_rate_accepts(
@@ -145,12 +148,19 @@ def test_parse_rate_accepts(
         ("50", "expected COUNT/UNIT"),
         ("50/", "expected COUNT/UNIT"),
         ("/min", "expected COUNT/UNIT"),
-        ("abc/min", "expected COUNT/UNIT"),
-        ("-3/s", "expected COUNT/UNIT"),
-        ("1e3/s", "expected COUNT/UNIT"),
+        ("abc/min", "the count 'abc' is not a number"),
+        ("1.2.3/s", "the count '1.2.3' is not a number"),
         ("50/week", "unknown unit 'week'"),
         ("50/m", "unknown unit 'm'"),
-        ("0/min", "greater than 0"),
+        ("0/min", "the count must be greater than 0"),
+        ("0/day", "the count must be greater than 0"),
+        ("-3/s", "the count must be greater than 0"),
+        ("-5/min", "the count must be greater than 0"),
+        ("1e-400/s", "the count must be greater than 0"),
+        ("nan/s", "the count must be a finite number"),
+        ("inf/min", "the count must be a finite number"),
+        ("Infinity/day", "the count must be a finite number"),
+        ("1e400/s", "the count must be a finite number"),
     ],
 )
 def test_parse_rate_rejects(text: str, expected: str) -> None:
@@ -161,6 +171,13 @@ def test_parse_rate_rejects(text: str, expected: str) -> None:
     assert expected in message
     assert repr(text) in message
     assert "10000/min" in message
+
+
+def test_rate_keeps_text_as_written() -> None:
+    """A parsed rate keeps the user's spelling for messages."""
+    assert parse_rate(" 10,000/min ").as_written == "10,000/min"
+    assert str(parse_rate("10,000/min")) == "10000/min"
+    assert parse_rate("1e3/s") == parse_rate("1000/s")
 
 
 def test_daily_rate_is_a_total() -> None:
@@ -629,14 +646,75 @@ def test_read_profile_rejects_bad_number(tmp_path: Path) -> None:
         read_profile(path)
 
 
-def test_cli_impossible_rate_exits_2() -> None:
-    """A rate needing more workers than the planner sizes exits 2."""
+@pytest.mark.parametrize("rate", ["1000000/s", "1e12/s", "10,000,000/s"])
+def test_cli_impossible_rate_exits_2(rate: str) -> None:
+    """A rate needing more workers than the planner sizes exits 2, as written."""
     result = CliRunner().invoke(
-        main, ["recommend", "--rate", "1000000/s", "--latency-budget", "5"]
+        main, ["recommend", "--rate", rate, "--latency-budget", "5"]
     )
     text = " ".join(result.output.split())
     assert result.exit_code == 2
+    assert f"--rate {rate} at" in text
     assert "more than the 100,000 this planner sizes" in text
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--latency-budget", "nan", "invalid latency budget 'nan'"),
+        ("--latency-budget", "inf", "invalid latency budget 'inf'"),
+        ("--latency-budget", "-Infinity", "invalid latency budget '-Infinity'"),
+        ("--latency-budget", "0", "invalid latency budget '0'"),
+        ("--latency-budget", "-1", "invalid latency budget '-1'"),
+        ("--latency-budget", "1e308", "invalid latency budget '1e308'"),
+        ("--latency-budget", "soon", "invalid latency budget 'soon'"),
+        ("--utilisation", "nan", "invalid utilisation 'nan'"),
+        ("--utilisation", "inf", "invalid utilisation 'inf'"),
+        ("--utilisation", "1", "invalid utilisation '1'"),
+        ("--utilisation", "0", "invalid utilisation '0'"),
+        ("--memory-limit", "9" * 400, "the number is too large"),
+        ("--memory-limit", "0", "expected more than 0 bytes"),
+        ("--rate", "nan/s", "invalid rate 'nan/s'"),
+    ],
+)
+def test_cli_bad_number_exits_2(option: str, value: str, expected: str) -> None:
+    """Non-finite and out-of-range numbers exit 2 and name the value."""
+    args = {"--rate": "3/s", "--latency-budget": "5", option: value}
+    result = CliRunner().invoke(
+        main, ["recommend", *[part for pair in args.items() for part in pair]]
+    )
+    assert result.exit_code == 2, result.output
+    assert expected in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("p95", math.inf, "timing.seconds_per_image.p95: Input should be a finite"),
+        ("max", math.inf, "timing.seconds_per_image.max: Input should be a finite"),
+        ("mean", math.nan, "timing.seconds_per_image.mean: Input should be a finite"),
+        ("max", 1e308, "timing.seconds_per_image.max must be at most 86,400 s"),
+        ("mean", 1e-9, "timing.seconds_per_image.mean must be at least 1e-06"),
+    ],
+)
+def test_cli_profile_bad_seconds_exits_2(
+    tmp_path: Path, key: str, value: float, expected: str
+) -> None:
+    """A profile with an infinite, NaN or absurd time per image exits 2."""
+    path = write_profile(
+        tmp_path, mean=0.2, p95=0.3, peak_rss_bytes=MB, cores=2, memory_bytes=GB
+    )
+    document = json.loads(path.read_text())
+    document["timing"]["seconds_per_image"][key] = value
+    path.write_text(json.dumps(document))
+    result = CliRunner().invoke(
+        main,
+        ["recommend", "--profile", str(path), "--rate", "3/s", "--latency-budget", "5"],
+    )
+    assert result.exit_code == 2, result.output
+    assert expected in " ".join(result.output.split())
+    assert "Traceback" not in result.output
 
 
 def test_cli_bad_memory_limit_exits_2() -> None:

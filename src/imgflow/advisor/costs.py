@@ -17,6 +17,11 @@ from imgflow.errors import UsageError
 from imgflow.stages import ingest, store
 
 PROFILE_HINT = "write one with `imgflow profile SAMPLE --json FILE`"
+# Seconds per image that a profile may give. Under a microsecond no image
+# passes the pipeline, and over a day the timing cannot be right; both
+# would also carry the plan's arithmetic out of float range.
+MIN_MEAN_SECONDS = 1e-6
+MAX_SECONDS_PER_IMAGE = 86_400.0
 ESTIMATE_SOURCE = "built-in estimate"
 # Stages that read and write files rather than compute on pixels.
 IO_STAGES = (ingest.STAGE, store.STAGE)
@@ -88,12 +93,19 @@ def read_profile(path: Path) -> CostProfile:
         raise UsageError(f"{exc}\n{hint}.") from None
     timing = profile.timing
     seconds = timing.seconds_per_image
-    if seconds.mean <= 0 or timing.peak_rss_bytes <= 0:
+    if seconds.mean < MIN_MEAN_SECONDS or timing.peak_rss_bytes <= 0:
         raise UsageError(
-            f"invalid profile {path}: timing.seconds_per_image.mean and "
-            "timing.peak_rss_bytes must be above 0, got "
+            f"invalid profile {path}: timing.seconds_per_image.mean must be at "
+            f"least {MIN_MEAN_SECONDS:g} and timing.peak_rss_bytes above 0, got "
             f"{seconds.mean} and {timing.peak_rss_bytes}; {PROFILE_HINT}"
         )
+    for key, value in seconds.model_dump().items():
+        if value > MAX_SECONDS_PER_IMAGE:
+            raise UsageError(
+                f"invalid profile {path}: timing.seconds_per_image.{key} must be "
+                f"at most {MAX_SECONDS_PER_IMAGE:,.0f} s (a day), got {value}; "
+                f"{PROFILE_HINT}"
+            )
     sample = profile.sample
     return CostProfile(
         source=str(path),

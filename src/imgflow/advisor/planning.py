@@ -30,6 +30,9 @@ MAX_BURST_FACTOR = 16
 # Erlang C costs O(c) per worker count tried, so pools are sized up to this
 # many workers; 10,000 images a minute at 0.19 s each needs 40.
 MAX_WORKERS = 100_000
+# The plan simulates one day, so a longer latency budget than a year plans
+# nothing more. The bound also keeps the queue bounds within float range.
+MAX_BUDGET_SECONDS = 365 * 86_400
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,7 +82,11 @@ class ProfileInterrupted(ImgflowError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    # Infinity and NaN, which Python's json module reads and writes, are
+    # rejected: no measured size, time or count is infinite.
+    model_config = ConfigDict(
+        strict=True, extra="forbid", frozen=True, allow_inf_nan=False
+    )
 
 
 Count = Annotated[int, Field(ge=0)]

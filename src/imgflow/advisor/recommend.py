@@ -40,6 +40,7 @@ from imgflow.advisor.formatting import (
     format_seconds,
 )
 from imgflow.advisor.planning import (
+    MAX_BUDGET_SECONDS,
     MAX_BURST_FACTOR,
     MAX_WORKERS,
     AdviceRequest,
@@ -55,6 +56,7 @@ from imgflow.errors import UsageError
 __all__ = [
     "DEFAULT_MAX_WORKER_RSS_MB",
     "DEFAULT_QUEUE_SIZE",
+    "MAX_BUDGET_SECONDS",
     "MAX_BURST_FACTOR",
     "MAX_WORKERS",
     "ORDER_WINDOW",
@@ -99,14 +101,20 @@ class Advice:
 def advise(request: AdviceRequest, costs: CostProfile) -> Advice:
     """Work through the decision steps and return the advice.
 
-    Raises UsageError when the load needs more than MAX_WORKERS workers.
+    Raises UsageError when the load needs more than MAX_WORKERS workers,
+    and ValueError when the budget is not within (0, MAX_BUDGET_SECONDS].
     """
+    if not 0 < request.budget_seconds <= MAX_BUDGET_SECONDS:
+        raise ValueError(
+            f"budget must be within (0, {MAX_BUDGET_SECONDS}] seconds, "
+            f"got {request.budget_seconds}"
+        )
     service = costs.service
     pattern = arrival_pattern(request)
     load = pattern.peak_rate * service.mean
     if load / request.target_utilisation > MAX_WORKERS:
         raise UsageError(
-            f"--rate {request.rate} at {format_seconds(service.mean)} per image "
+            f"--rate {request.rate.as_written} at {format_seconds(service.mean)} per image "
             f"needs about {load / request.target_utilisation:,.0f} workers, more "
             f"than the {MAX_WORKERS:,} this planner sizes. Check the rate's unit."
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from imgflow.advisor import report
 from imgflow.advisor.costs import ESTIMATE, read_profile
+from imgflow.advisor.planning import MAX_BUDGET_SECONDS
 from imgflow.advisor.rates import Rate, parse_rate
 from imgflow.advisor.recommend import Advice, AdviceRequest, advise
 from imgflow.cli.app import main, stderr, stdout
@@ -48,6 +50,41 @@ def _rate_option(ctx: click.Context, param: click.Parameter, value: str) -> Rate
         raise click.BadParameter(str(exc), ctx, param) from None
 
 
+def _finite(text: str) -> float | None:
+    """Return `text` as a finite float, or None when it is not one."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _budget_option(ctx: click.Context, param: click.Parameter, value: str) -> float:
+    seconds = _finite(value)
+    if seconds is None or not 0 < seconds <= MAX_BUDGET_SECONDS:
+        raise click.BadParameter(
+            f"invalid latency budget {value!r}: expected a number of seconds "
+            f"greater than 0 and at most {MAX_BUDGET_SECONDS:,} (365 days)",
+            ctx,
+            param,
+        )
+    return seconds
+
+
+def _utilisation_option(
+    ctx: click.Context, param: click.Parameter, value: str
+) -> float:
+    share = _finite(value)
+    if share is None or not 0 < share < 1:
+        raise click.BadParameter(
+            f"invalid utilisation {value!r}: expected a share greater than 0 "
+            "and less than 1, such as 0.8",
+            ctx,
+            param,
+        )
+    return share
+
+
 def _bytes_option(
     ctx: click.Context, param: click.Parameter, value: str | None
 ) -> int | None:
@@ -61,7 +98,12 @@ def _bytes_option(
             ctx,
             param,
         )
-    size = int(float(match[1]) * _BYTE_UNITS[match[3]])
+    number = _finite(match[1])
+    if number is None:
+        raise click.BadParameter(
+            f"invalid size {value!r}: the number is too large", ctx, param
+        )
+    size = int(number * _BYTE_UNITS[match[3]])
     if size <= 0:
         raise click.BadParameter(
             f"invalid size {value!r}: expected more than 0 bytes", ctx, param
@@ -89,7 +131,7 @@ def _bytes_option(
     "--latency-budget",
     "budget_seconds",
     required=True,
-    type=click.FloatRange(min=0, min_open=True),
+    callback=_budget_option,
     metavar="SECONDS",
     help="Time from arrival to finished image that 95% of images must meet.",
 )
@@ -114,8 +156,8 @@ def _bytes_option(
 @click.option(
     "--utilisation",
     "target_utilisation",
-    type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
-    default=0.8,
+    callback=_utilisation_option,
+    default="0.8",
     show_default=True,
     metavar="SHARE",
     help="Target share of time each worker is busy at the planning rate.",
