@@ -423,12 +423,15 @@ def test_photo_platform_needs_many_machines(tmp_path: Path) -> None:
     )
     rec = advice["recommendation"]
     plan = advice["plan"]
-    # Offered load 10000/60 x 0.2 s = 33.3 busy workers; at 80%, 42 workers.
+    # Offered load 10000/60 x 0.2 s = 33.3 busy workers; at 80%, 42 workers,
+    # which take 6 machines of 8.
     expected_workers = math.ceil(10000 / 60 * 0.2 / 0.8)
-    assert rec["mode"] in {"parallel", "distributed"}
-    assert rec["workers"] == expected_workers
+    assert plan["sizing"]["workers"] == expected_workers
+    assert rec["mode"] == "distributed"
     assert rec["workers_per_machine"] == 8
     assert rec["machines"] == math.ceil(expected_workers / 8)
+    assert rec["workers"] == rec["machines"] * 8
+    assert "--workers 8" in rec["command"]
     assert math.isclose(plan["offered_load"], 10000 / 60 * 0.2)
     capacity = next(s for s in advice["steps"] if s["name"] == "capacity")
     assert "one machine is not enough" in capacity["finding"]
@@ -478,8 +481,9 @@ def test_dicom_archive_sequential_ordered(tmp_path: Path) -> None:
     assert ordering["number"] == "strict order"
 
 
-def test_memory_limit_below_one_worker_warns(tmp_path: Path) -> None:
-    """A memory limit under one worker's peak is named as the blocker."""
+@pytest.mark.parametrize("limit", ["512MiB", "60MB", "799999999"])
+def test_memory_limit_below_one_worker_exits_2(tmp_path: Path, limit: str) -> None:
+    """A memory limit under one worker's peak exits 2 and prints no command."""
     profile = write_profile(
         tmp_path,
         mean=3.0,
@@ -488,20 +492,34 @@ def test_memory_limit_below_one_worker_warns(tmp_path: Path) -> None:
         cores=8,
         memory_bytes=32 * GB,
     )
-    _, advice = recommend(
-        tmp_path,
-        "--profile",
-        str(profile),
-        "--rate",
-        "300/day",
-        "--latency-budget",
-        "600",
-        "--memory-limit",
-        "512MiB",
+    out = tmp_path / "advice.json"
+    result = CliRunner().invoke(
+        main,
+        ["recommend", "--profile", str(profile), "--rate", "300/day"]
+        + ["--latency-budget", "600", "--memory-limit", limit, "--json", str(out)],
+        catch_exceptions=False,
     )
-    assert advice["resources"]["workers_per_machine"] == 0
-    warnings = advice["recommendation"]["warnings"]
-    assert any("memory limit" in warning for warning in warnings)
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2
+    assert "One worker peaks at 800 MB" in text
+    assert "no worker fits on a machine" in text
+    assert "Raise --memory-limit to at least 800MB" in text
+    assert "imgflow run" not in text
+    assert not out.exists()
+
+
+def test_estimate_memory_limit_below_worker_exits_2() -> None:
+    """The built-in estimate's 160 MB worker does not fit in 60 MB either."""
+    result = CliRunner().invoke(
+        main,
+        ["recommend", "--rate", "3/s", "--latency-budget", "5"]
+        + ["--memory-limit", "60MB"],
+    )
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2
+    assert "no worker fits on a machine" in text
+    assert "--max-worker-rss" not in text
+    assert "0 workers" not in text
 
 
 def test_small_images_choose_hybrid(tmp_path: Path) -> None:
@@ -519,9 +537,11 @@ def test_small_images_choose_hybrid(tmp_path: Path) -> None:
         tmp_path, "--profile", str(profile), "--rate", "100/s", "--latency-budget", "2"
     )
     rec = advice["recommendation"]
+    plan = advice["plan"]
     assert rec["mode"] == "hybrid"
     assert rec["machines"] == 1
-    assert rec["workers"] == 3
+    assert plan["sizing"]["workers"] == 3
+    assert rec["workers"] == max(3, plan["burst_workers"] or 0)
 
 
 def test_bursts_over_budget_add_workers(tmp_path: Path) -> None:
@@ -535,6 +555,90 @@ def test_bursts_over_budget_add_workers(tmp_path: Path) -> None:
     assert plan["day"]["worst_wait_seconds"] > 5
     assert rec["burst_workers"] > rec["workers"]
     assert plan["burst_day"]["worst_wait_seconds"] <= 5 - plan["service_p95_seconds"]
+
+
+LOCAL_MODES = {"sequential", "parallel", "pipelined", "hybrid"}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--rate", "50/day", "--latency-budget", "60"),
+        ("--rate", "3/s", "--latency-budget", "5"),
+        ("--rate", "3/s", "--latency-budget", "5", "--cores", "1"),
+        ("--rate", "3/s", "--latency-budget", "0.5", "--cores", "2"),
+        ("--rate", "3/s", "--latency-budget", "0.3", "--cores", "2"),
+        ("--rate", "20/s", "--latency-budget", "2", "--cores", "4", "--ordered"),
+        ("--rate", "10000/min", "--latency-budget", "5", "--cores", "8"),
+    ],
+)
+def test_recommendation_agrees_with_command(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """Model, workers, machines, headline and command describe one plan."""
+    result, advice = recommend(tmp_path, *args)
+    rec = advice["recommendation"]
+    plan = advice["plan"]
+    headline = advice["headline"]
+    per_machine = rec["workers_per_machine"]
+    assert rec["workers"] == rec["machines"] * per_machine
+    assert rec["workers"] >= plan["sizing"]["workers"]
+    assert per_machine <= advice["resources"]["workers_per_machine"]
+    running_at_peak = rec["burst_workers"] or rec["workers"]
+    assert running_at_peak >= (plan["burst_workers"] or 0)
+    assert headline.startswith(rec["mode"])
+    # The panel wraps the command and frames each line with "│".
+    printed = "".join(result.output.replace("│", "").split())
+    assert "".join(rec["command"].split()) in printed
+    if rec["mode"] == "sequential":
+        assert rec["workers"] == 1
+        assert rec["burst_machines"] is None
+        assert "--workers" not in rec["options"]
+        assert "growing" not in headline
+    if rec["mode"] in LOCAL_MODES - {"sequential"}:
+        assert rec["machines"] == 1
+        assert rec["burst_machines"] is None
+        assert f"--mode {rec['mode']} --workers {rec['workers']} " in rec["command"]
+        assert "growing" not in headline
+    if rec["mode"] == "distributed":
+        assert (rec["burst_machines"] or rec["machines"]) > 1
+        assert f"--mode parallel --workers {per_machine} " in rec["command"]
+        assert f"of {per_machine}" in headline
+    if rec["burst_machines"] is not None:
+        assert rec["mode"] == "distributed"
+        assert rec["burst_machines"] > rec["machines"]
+        assert rec["burst_workers"] == rec["burst_machines"] * per_machine
+        assert f"growing to {rec['burst_machines']} machines" in headline
+    assert " 1 workers" not in result.output
+    assert " 1 cores" not in result.output
+
+
+def test_bursts_turn_sequential_into_pool(tmp_path: Path) -> None:
+    """One steady worker whose bursts need two runs a pool of two, not sequential."""
+    _, advice = recommend(tmp_path, "--rate", "3/s", "--latency-budget", "5")
+    rec = advice["recommendation"]
+    plan = advice["plan"]
+    assert plan["sizing"]["workers"] == 1
+    assert plan["burst_workers"] == 2
+    assert rec["mode"] == "parallel"
+    assert rec["workers"] == 2
+    assert advice["headline"] == "parallel, 2 workers"
+
+
+def test_bursts_beyond_one_machine_distribute(tmp_path: Path) -> None:
+    """Bursts that need a second machine make the model distributed."""
+    _, advice = recommend(
+        tmp_path, "--rate", "3/s", "--latency-budget", "0.5", "--cores", "2"
+    )
+    rec = advice["recommendation"]
+    plan = advice["plan"]
+    assert plan["sizing"]["workers"] == 2
+    assert plan["burst_workers"] == 3
+    assert rec["mode"] == "distributed"
+    assert rec["machines"] == 1
+    assert rec["burst_machines"] == 2
+    assert "--workers 2" in rec["command"]
+    assert plan["one_machine_day"] is not None
 
 
 # --- The command ---------------------------------------------------------------

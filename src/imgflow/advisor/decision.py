@@ -18,6 +18,7 @@ from imgflow.advisor.planning import (
     MAX_BURST_FACTOR,
     AdviceRequest,
     CapacityPlan,
+    Layout,
     Resources,
 )
 from imgflow.executors.hybrid import DEFAULT_SMALL_PIXELS
@@ -71,25 +72,41 @@ class Recommendation:
     warnings: list[str]
 
 
-def choose_mode(
-    costs: CostProfile, plan: CapacityPlan, machines: int, per_machine: int
-) -> tuple[str, str]:
-    """Return the mode and the reason for it, quoting the deciding number."""
-    workers = plan.sizing.workers
+def choose_mode(costs: CostProfile, plan: CapacityPlan) -> tuple[str, str]:
+    """Return the mode and the reason for it, quoting the deciding number.
+
+    The mode must run every worker of `plan.layout`, bursts included:
+    sequential runs one, the other local modes one machine's pool, and only
+    distributed spreads over several machines.
+    """
+    layout = plan.layout
+    workers = layout.workers
     estimate = plan.sizing.estimate
-    if workers == 1:
+    if layout.max_machines == 1 and workers == 1:
         return "sequential", (
             f"One worker carries the load: {estimate.offered_load:.3g} busy workers "
             f"on average, {format_percent(estimate.utilisation)} utilisation. "
             "Worker processes would only add their start-up, about 0.5 s per run."
         )
-    if machines > 1:
-        return "distributed", (
-            f"{workers} workers are needed and one machine runs {per_machine}, so "
-            f"the work spreads over {machines} machines fed by one shared queue. "
+    if layout.max_machines > 1:
+        planned = (
             "The distributed model (Celery with RabbitMQ) is planned. Until it "
-            f"lands, run parallel mode with {per_machine} workers on each machine, "
-            "each over its own share of the inputs."
+            "lands, run parallel mode with "
+            f"{count(layout.workers_per_machine, 'worker')} on each machine, each "
+            "over its own share of the inputs."
+        )
+        if layout.machines > 1:
+            return "distributed", (
+                f"{count(plan.sizing.workers, 'worker')} are needed and one "
+                f"machine runs {layout.workers_per_machine}, so the work spreads "
+                f"over {count(layout.machines, 'machine')} fed by one shared "
+                f"queue. {planned}"
+            )
+        return "distributed", (
+            f"One machine of {count(layout.workers_per_machine, 'worker')} carries "
+            f"the planning rate, but bursts need {plan.burst_workers} workers, so "
+            f"the pool must grow to {count(layout.max_machines, 'machine')} fed by "
+            f"one shared queue. {planned}"
         )
     small = DEFAULT_SMALL_PIXELS / 1e6
     if costs.megapixels_p50 is not None and costs.megapixels_p50 <= small:
@@ -104,8 +121,8 @@ def choose_mode(
             "image, and pipelined mode overlaps that I/O with rendering."
         )
     return "parallel", (
-        f"{workers} workers fit on one machine, and whole images on a process "
-        "pool use every core."
+        f"{count(workers, 'worker')} fit on one machine, and whole images on a "
+        "process pool use every core."
     )
 
 
@@ -115,58 +132,68 @@ def make_recommendation(
     resources: Resources,
     plan: CapacityPlan,
 ) -> Recommendation:
-    per_machine = max(1, resources.workers_per_machine)
-    workers = plan.sizing.workers
-    machines = math.ceil(workers / per_machine)
-    mode, mode_reason = choose_mode(costs, plan, machines, per_machine)
+    """Choose the mode and the run command for the plan's layout, with reasons.
 
-    reasons = [mode_reason, *_ordering_reasons(request, workers, machines)]
-    if resources.workers_per_machine > 0:
-        reasons.append(_memory_reason(mode, resources, min(workers, per_machine)))
-    burst_machines = None
+    The command runs on every machine of the layout.
+    """
+    layout = plan.layout
+    per_machine = layout.workers_per_machine
+    mode, mode_reason = choose_mode(costs, plan)
+    reasons = [mode_reason, *_ordering_reasons(request, layout)]
+    reasons.append(_memory_reason(mode, resources, per_machine))
     if plan.burst_workers is not None:
-        burst_machines = math.ceil(plan.burst_workers / per_machine)
-        reasons.append(
-            f"Bursts in the simulated day push the worst wait to "
-            f"{format_seconds(plan.day.worst_wait_seconds)} with "
-            f"{count(workers, 'worker')}. {count(plan.burst_workers, 'worker')} "
-            f"({count(burst_machines, 'machine')}) keep it within the budget, so "
-            "let the pool grow to that many while the queue is long."
-        )
+        reasons.append(_burst_reason(plan))
 
-    options = _run_options(request, costs, resources, mode, min(workers, per_machine))
+    options = _run_options(request, costs, resources, mode, per_machine)
     return Recommendation(
         mode=mode,
         planned=mode == "distributed",
-        workers=workers,
-        workers_per_machine=min(workers, per_machine),
-        machines=machines,
-        burst_workers=plan.burst_workers,
-        burst_machines=burst_machines,
+        workers=layout.workers,
+        workers_per_machine=per_machine,
+        machines=layout.machines,
+        burst_workers=layout.burst_workers,
+        burst_machines=layout.burst_machines,
         ordered=request.ordered,
         options=options,
         command=_command(mode, options),
-        queue_bounds=_queue_bounds(mode, plan, per_machine, request.ordered),
+        queue_bounds=_queue_bounds(mode, plan, request.ordered),
         reasons=reasons,
-        warnings=_warnings(request, costs, resources, plan),
+        warnings=_warnings(request, costs, plan),
+    )
+
+
+def _burst_reason(plan: CapacityPlan) -> str:
+    """Say how the layout covers the workers that the bursts need."""
+    layout = plan.layout
+    assert plan.burst_workers is not None
+    found = (
+        f"Bursts in the simulated day push the worst wait to "
+        f"{format_seconds(plan.day.worst_wait_seconds)} with "
+        f"{count(plan.sizing.workers, 'worker')}. "
+        f"{count(plan.burst_workers, 'worker')} keep it within the budget"
+    )
+    if layout.burst_machines is not None:
+        return (
+            f"{found}, so add machines while the queue is long, up to "
+            f"{count(layout.burst_machines, 'machine')} "
+            f"({count(layout.burst_workers or 0, 'worker')})."
+        )
+    if layout.machines > 1:
+        return (
+            f"{found}, which the {count(layout.machines, 'machine')} of "
+            f"{layout.workers_per_machine} already run."
+        )
+    return (
+        f"{found}. The pool of one run cannot grow, so the run starts with "
+        f"{count(layout.workers, 'worker')}."
     )
 
 
 def _warnings(
-    request: AdviceRequest,
-    costs: CostProfile,
-    resources: Resources,
-    plan: CapacityPlan,
+    request: AdviceRequest, costs: CostProfile, plan: CapacityPlan
 ) -> list[str]:
     budget = format_seconds(request.budget_seconds)
     warnings: list[str] = []
-    if resources.workers_per_machine == 0:
-        warnings.append(
-            f"One worker peaks at {format_bytes(costs.peak_rss_bytes)}, more than "
-            f"the {format_bytes(resources.memory_limit_bytes)} memory limit. Raise "
-            "--memory-limit, or lower validate.max_pixels so that the largest "
-            "images are rejected."
-        )
     if not plan.sizing.meets_budget:
         warnings.append(
             f"No worker count meets the {budget} budget, because the p95 response "
@@ -190,22 +217,23 @@ def _warnings(
     return warnings
 
 
-def _ordering_reasons(request: AdviceRequest, workers: int, machines: int) -> list[str]:
+def _ordering_reasons(request: AdviceRequest, layout: Layout) -> list[str]:
     if not request.ordered:
         return []
-    if workers == 1:
+    if layout.max_machines == 1 and layout.workers == 1:
         return [
             "One image at a time keeps input order strictly; --ordered keeps it "
             "too if the mode changes later."
         ]
-    if machines == 1:
+    if layout.max_machines == 1:
         return [
             f"--ordered records results in input order, with at most {ORDER_WINDOW} "
             "images running ahead of the oldest unfinished one."
         ]
     return [
-        f"Order holds only within one run, so across {machines} machines send "
-        "each ordered group (a series) to one machine and run it with --ordered."
+        f"Order holds only within one run, so across "
+        f"{count(layout.max_machines, 'machine')} send each ordered group (a "
+        "series) to one machine and run it with --ordered."
     ]
 
 
@@ -218,8 +246,8 @@ def _memory_reason(mode: str, resources: Resources, workers_per_machine: int) ->
             f"{format_bytes(resources.memory_limit_bytes)} limit."
         )
     return (
-        f"{count(workers_per_machine, 'worker')} per machine peak at about "
-        f"{format_bytes(peak)} together, within the "
+        f"With {count(workers_per_machine, 'worker')} per machine, memory peaks at "
+        f"about {format_bytes(peak)}, within the "
         f"{format_bytes(resources.memory_limit_bytes)} limit."
     )
 
@@ -259,7 +287,7 @@ def _max_worker_rss_mb(
     It sits a quarter above the measured peak, never below imgflow's
     default, and never above the worker's share of the memory limit.
     """
-    share = resources.memory_limit_bytes // max(1, workers_per_machine) // 2**20
+    share = resources.memory_limit_bytes // workers_per_machine // 2**20
     threshold = max(
         DEFAULT_MAX_WORKER_RSS_MB, math.ceil(1.25 * costs.peak_rss_bytes / 2**20)
     )
@@ -274,16 +302,15 @@ def _command(mode: str, options: list[str]) -> str:
     return " ".join(["imgflow", "run", "INPUT", "--out", "OUT", *options])
 
 
-def _queue_bounds(
-    mode: str, plan: CapacityPlan, per_machine: int, ordered: bool
-) -> list[QueueBound]:
+def _queue_bounds(mode: str, plan: CapacityPlan, ordered: bool) -> list[QueueBound]:
+    layout = plan.layout
     allowed_wait = max(0.0, plan.budget_seconds - plan.service_p95_seconds)
     target = "the broker queue" if mode == "distributed" else "the input backlog"
     bounds = [
         QueueBound(
             "max waiting images",
             plan.max_waiting_images,
-            f"With {count(plan.sizing.workers, 'worker')}, "
+            f"With {count(layout.workers, 'worker')}, "
             f"{count(plan.max_waiting_images, 'waiting image')} take "
             f"{format_seconds(allowed_wait)} to reach a worker, all the wait the "
             f"budget allows. Alert, add workers or shed load when {target} passes it.",
@@ -293,12 +320,12 @@ def _queue_bounds(
         bounds.append(
             QueueBound(
                 "--queue-size",
-                _queue_size(per_machine),
+                _queue_size(layout.workers_per_machine),
                 "Two images per render worker keep every worker busy; the queues "
                 "hold references, not pixels, so memory stays small.",
             )
         )
-    if ordered and plan.sizing.workers > 1:
+    if ordered and layout.workers > 1:
         bounds.append(
             QueueBound(
                 "order window",

@@ -62,6 +62,59 @@ class Resources:
 
 
 @dataclass(frozen=True, slots=True)
+class Layout:
+    """The workers the run commands start, and the machines they run on.
+
+    Every machine runs the same command with `workers_per_machine` workers.
+    """
+
+    workers_per_machine: int
+    machines: int  # at the planning rate
+    # Machines while bursts last, when bursts need more than `machines`.
+    burst_machines: int | None
+
+    @property
+    def workers(self) -> int:
+        """Workers running at the planning rate, on all machines."""
+        return self.workers_per_machine * self.machines
+
+    @property
+    def burst_workers(self) -> int | None:
+        """Workers running while bursts last, when machines are added for them."""
+        if self.burst_machines is None:
+            return None
+        return self.workers_per_machine * self.burst_machines
+
+    @property
+    def max_machines(self) -> int:
+        return self.burst_machines or self.machines
+
+
+def lay_out(steady: int, burst: int | None, per_machine: int) -> Layout:
+    """Spread the workers over machines as the run commands will start them.
+
+    `steady` workers meet the planning rate, `burst` workers (when given)
+    also keep the bursts within the budget, and a machine runs at most
+    `per_machine`. The pool of one run has a fixed size, so when one
+    machine is enough its run starts with the workers the bursts need.
+    Across machines, each machine runs `per_machine` workers, and machines
+    are added while bursts last.
+    """
+    if per_machine < 1:
+        raise ValueError(f"per_machine must be at least 1, got {per_machine}")
+    peak = max(steady, burst or 0)
+    if peak <= per_machine:
+        return Layout(workers_per_machine=peak, machines=1, burst_machines=None)
+    machines = math.ceil(steady / per_machine)
+    burst_machines = math.ceil(peak / per_machine)
+    return Layout(
+        workers_per_machine=per_machine,
+        machines=machines,
+        burst_machines=burst_machines if burst_machines > machines else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class CapacityPlan:
     """Queueing figures for the planning rate and the simulated day."""
 
@@ -74,11 +127,13 @@ class CapacityPlan:
     budget_seconds: float
     sizing: Sizing
     latency_method: str
-    # Waiting images at which a newly arriving one would miss the budget.
+    layout: Layout
+    # Waiting images at which a newly arriving one would miss the budget,
+    # with the workers of `layout` at the planning rate.
     max_waiting_images: int
     pattern: ArrivalPattern
     seed: int
-    day: DayResult  # with the recommended workers
+    day: DayResult  # with the workers of `sizing`
     one_machine_day: DayResult | None  # when one machine is not enough
     burst_workers: int | None  # minimum workers keeping bursts within budget
     burst_day: DayResult | None  # with burst_workers
@@ -134,16 +189,15 @@ def make_plan(
     pattern: ArrivalPattern,
     sizing: Sizing,
     per_machine: int,
-    machines: int,
 ) -> CapacityPlan:
+    """Simulate the day, size the pool for its bursts and lay out the machines.
+
+    `per_machine` is the most workers one machine runs, at least 1.
+    """
     service = costs.service
     allowed_wait = max(0.0, request.budget_seconds - service.p95)
     arrivals = generate_arrivals(pattern, service, seed=request.seed)
     day = simulate_day(arrivals, service, sizing.workers)
-
-    one_machine = None
-    if machines > 1:
-        one_machine = simulate_day(arrivals, service, per_machine)
 
     meets = day.worst_wait_seconds <= allowed_wait and service.p95 <= (
         request.budget_seconds
@@ -157,6 +211,11 @@ def make_plan(
     if burst_workers is not None:
         burst_day = simulate_day(arrivals, service, burst_workers)
 
+    layout = lay_out(sizing.workers, burst_workers, per_machine)
+    one_machine = None
+    if layout.max_machines > 1:
+        one_machine = simulate_day(arrivals, service, per_machine)
+
     return CapacityPlan(
         planning_rate=pattern.peak_rate,
         daily_images=pattern.expected_arrivals(),
@@ -167,7 +226,8 @@ def make_plan(
         budget_seconds=request.budget_seconds,
         sizing=sizing,
         latency_method=LATENCY_METHOD,
-        max_waiting_images=math.floor(allowed_wait * sizing.workers / service.mean),
+        layout=layout,
+        max_waiting_images=math.floor(allowed_wait * layout.workers / service.mean),
         pattern=pattern,
         seed=request.seed,
         day=day,

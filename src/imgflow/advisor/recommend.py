@@ -45,6 +45,7 @@ from imgflow.advisor.planning import (
     MAX_WORKERS,
     AdviceRequest,
     CapacityPlan,
+    Layout,
     Resources,
     arrival_pattern,
     machine_resources,
@@ -68,6 +69,7 @@ __all__ = [
     "Advice",
     "AdviceRequest",
     "CapacityPlan",
+    "Layout",
     "QueueBound",
     "Recommendation",
     "Resources",
@@ -101,8 +103,9 @@ class Advice:
 def advise(request: AdviceRequest, costs: CostProfile) -> Advice:
     """Work through the decision steps and return the advice.
 
-    Raises UsageError when the load needs more than MAX_WORKERS workers,
-    and ValueError when the budget is not within (0, MAX_BUDGET_SECONDS].
+    Raises UsageError when the load needs more than MAX_WORKERS workers or
+    when one worker does not fit in a machine's memory, and ValueError when
+    the budget is not within (0, MAX_BUDGET_SECONDS].
     """
     if not 0 < request.budget_seconds <= MAX_BUDGET_SECONDS:
         raise ValueError(
@@ -119,6 +122,8 @@ def advise(request: AdviceRequest, costs: CostProfile) -> Advice:
             f"than the {MAX_WORKERS:,} this planner sizes. Check the rate's unit."
         )
     resources = machine_resources(request, costs)
+    if resources.workers_per_machine < 1:
+        raise UsageError(_no_worker_fits(resources))
     sizing = size_pool(
         pattern.peak_rate,
         service.mean,
@@ -126,9 +131,20 @@ def advise(request: AdviceRequest, costs: CostProfile) -> Advice:
         target_utilisation=request.target_utilisation,
         budget_seconds=request.budget_seconds,
     )
-    per_machine = max(1, resources.workers_per_machine)
-    machines = math.ceil(sizing.workers / per_machine)
-    plan = make_plan(request, costs, pattern, sizing, per_machine, machines)
+    plan = make_plan(request, costs, pattern, sizing, resources.workers_per_machine)
     recommendation = make_recommendation(request, costs, resources, plan)
     steps = decision_steps(request, costs, resources, plan, recommendation)
     return Advice(request, costs, resources, steps, recommendation, plan)
+
+
+def _no_worker_fits(resources: Resources) -> str:
+    peak = resources.worker_peak_bytes
+    limit = resources.memory_limit_bytes
+    return (
+        f"One worker peaks at {format_bytes(peak)} ({peak:,} bytes), more than "
+        f"the memory limit of {format_bytes(limit)} ({limit:,} bytes, from "
+        f"{resources.memory_source}), so no worker fits on a machine and no run "
+        f"command can work. Raise --memory-limit to at least "
+        f"{math.ceil(peak / 10**6)}MB, or lower validate.max_pixels so that the "
+        "largest images are rejected and profile the sample again."
+    )

@@ -33,10 +33,13 @@ def headline(advice: Advice) -> str:
     rec = advice.recommendation
     mode = f"{rec.mode} (planned)" if rec.planned else rec.mode
     text = f"{mode}, {count(rec.workers, 'worker')}"
-    if rec.machines > 1:
+    if rec.mode == "distributed":
         text += f" on {count(rec.machines, 'machine')} of {rec.workers_per_machine}"
-    if rec.burst_workers is not None:
-        text += f", growing to {rec.burst_workers} for bursts"
+    if rec.burst_machines is not None and rec.burst_workers is not None:
+        text += (
+            f", growing to {count(rec.burst_machines, 'machine')} "
+            f"({count(rec.burst_workers, 'worker')}) for bursts"
+        )
     if rec.ordered:
         text += ", order kept"
     return text

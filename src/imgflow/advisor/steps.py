@@ -47,7 +47,7 @@ def decision_steps(
         _ordering_step(request, recommendation),
         _resources_step(resources),
         _cost_step(costs),
-        _capacity_step(plan, recommendation),
+        _capacity_step(plan),
         _failure_step(costs, recommendation),
     ]
 
@@ -101,14 +101,15 @@ def _ordering_step(request: AdviceRequest, recommendation: Recommendation) -> St
             "they finish.",
             "no order",
         )
-    if recommendation.workers == 1:
+    machines = recommendation.burst_machines or recommendation.machines
+    if machines == 1 and recommendation.workers == 1:
         return Step(
             "dependencies and ordering",
             f"{independent} Order was requested, and one worker takes images in "
             "input order, so it holds with no reorder buffer.",
             "strict order",
         )
-    if recommendation.machines == 1:
+    if machines == 1:
         return Step(
             "dependencies and ordering",
             f"{independent} Order was requested: results wait in a reorder buffer, "
@@ -119,23 +120,25 @@ def _ordering_step(request: AdviceRequest, recommendation: Recommendation) -> St
     return Step(
         "dependencies and ordering",
         f"{independent} Order was requested, but order holds only within one run, "
-        f"and the work needs {recommendation.machines} machines.",
+        f"and the work needs {count(machines, 'machine')}.",
         "order per machine",
     )
 
 
 def _resources_step(resources: Resources) -> Step:
     finding = (
-        f"A machine has {resources.cores} cores ({resources.cores_source}) and "
+        f"A machine has {count(resources.cores, 'core')} "
+        f"({resources.cores_source}) and "
         f"{format_bytes(resources.memory_limit_bytes)} of memory "
         f"({resources.memory_source}). One worker peaks at "
         f"{format_bytes(resources.worker_peak_bytes)}, so memory allows "
-        f"{resources.workers_by_memory} workers and the cores {resources.cores}."
+        f"{count(resources.workers_by_memory, 'worker')} and the cores "
+        f"{resources.cores}."
     )
-    if resources.workers_per_machine == 0:
-        finding += " Not even one worker fits in the memory limit."
     return Step(
-        "resources", finding, f"{resources.workers_per_machine} workers per machine"
+        "resources",
+        finding,
+        f"{count(resources.workers_per_machine, 'worker')} per machine",
     )
 
 
@@ -163,7 +166,7 @@ def _cost_step(costs: CostProfile) -> Step:
     return Step("cost per image", finding, f"{format_seconds(service.mean)} per image")
 
 
-def _capacity_step(plan: CapacityPlan, recommendation: Recommendation) -> Step:
+def _capacity_step(plan: CapacityPlan) -> Step:
     sizing = plan.sizing
     finding = (
         f"The offered load is {plan.offered_load:.3g} busy workers "
@@ -175,12 +178,27 @@ def _capacity_step(plan: CapacityPlan, recommendation: Recommendation) -> Step:
     )
     if sizing.bound_by == "latency":
         finding += " The latency budget, not the utilisation, sets the count."
-    if recommendation.machines > 1:
+    layout = plan.layout
+    if layout.machines > 1:
         finding += (
-            f" One machine runs {recommendation.workers_per_machine} workers, so "
-            f"one machine is not enough: {recommendation.machines} machines are needed."
+            f" One machine runs {count(layout.workers_per_machine, 'worker')}, so "
+            f"one machine is not enough: {layout.machines} machines are needed."
         )
-    return Step("capacity", finding, count(sizing.workers, "worker"))
+    elif layout.max_machines > 1:
+        finding += (
+            f" One machine runs {count(layout.workers_per_machine, 'worker')}, "
+            "which carries the planning rate but not the bursts: "
+            f"{layout.max_machines} machines are needed while they last."
+        )
+    elif layout.workers > sizing.workers:
+        finding += (
+            f" Bursts need {count(layout.workers, 'worker')}, which still fit "
+            "on one machine."
+        )
+    number = count(layout.workers, "worker")
+    if layout.workers != sizing.workers:
+        number += f" ({sizing.workers} by M/M/c)"
+    return Step("capacity", number=number, finding=finding)
 
 
 def _failure_step(costs: CostProfile, recommendation: Recommendation) -> Step:
