@@ -214,13 +214,17 @@ def test_round_order_rotates() -> None:
 
 
 def _measurement(
-    setup: Setup, round_index: int, seconds: float, peak: int
+    setup: Setup,
+    round_index: int,
+    seconds: float,
+    peak: int,
+    counts: dict[str, int] | None = None,
 ) -> Measurement:
     return Measurement(
         setup=setup,
         round_index=round_index,
         workers_used=setup.workers,
-        counts={"done": 10},
+        counts={"done": 10} if counts is None else counts,
         not_processed=0,
         seconds=seconds,
         latencies=[seconds / 10] * 10,
@@ -371,3 +375,87 @@ def test_compare_checks_outputs_before_runs(
         assert f"{option}{path}" in "".join(result.output.split()), path
         assert reason in _text(result), path
     assert not (tmp_path / "missing").exists()
+
+
+def test_verdict_without_processed_images() -> None:
+    """Runs that processed no image name no fastest and no least memory."""
+    fast, slow = Setup("sequential", 1), Setup("parallel", 2)
+    rejected = {"rejected": 10}
+    rows = make_rows(
+        [fast, slow],
+        [
+            _measurement(fast, 0, 0.02, 60, rejected),
+            _measurement(slow, 0, 0.60, 120, rejected),
+        ],
+    )
+    speed = speed_verdict(rows, rounds=1)
+    assert speed.leaders == []
+    assert speed.sentence.startswith("No fastest: no run processed an image")
+    assert "x as fast" not in speed.sentence
+    memory = memory_verdict(rows, rounds=1)
+    assert memory.leaders == []
+    assert memory.sentence.startswith("No least memory: no run processed an image")
+
+
+def test_verdict_one_setup_processed_none() -> None:
+    """A setup that processed nothing is named, and no winner is."""
+    good, idle = Setup("parallel", 2), Setup("hybrid", 2)
+    rows = make_rows(
+        [good, idle],
+        [
+            _measurement(good, 0, 1.0, 300),
+            _measurement(idle, 0, 0.1, 300, {"failed": 10}),
+        ],
+    )
+    speed = speed_verdict(rows, rounds=1)
+    assert speed.leaders == []
+    assert "hybrid with 2 workers processed no image" in speed.sentence
+    assert memory_verdict(rows, rounds=1).leaders == []
+
+
+def test_verdict_unequal_processed_counts() -> None:
+    """Runs that processed different numbers of images name no winner."""
+    first, second = Setup("parallel", 2), Setup("hybrid", 2)
+    rows = make_rows(
+        [first, second],
+        [
+            _measurement(first, 0, 1.0, 300),
+            _measurement(first, 1, 1.0, 300, {"done": 9, "failed": 1}),
+            _measurement(second, 0, 2.0, 300),
+            _measurement(second, 1, 2.0, 300),
+        ],
+    )
+    speed = speed_verdict(rows, rounds=2)
+    assert speed.leaders == []
+    assert "different numbers of images" in speed.sentence
+    assert "parallel with 2 workers 9 to 10" in speed.sentence
+    assert "hybrid with 2 workers 10" in speed.sentence
+
+
+def test_compare_corrupt_sample_names_no_winner(tmp_path: Path, scratch: Path) -> None:
+    """A sample of only corrupt files compares, names no winner and exits 1."""
+    folder = tmp_path / "corrupt"
+    folder.mkdir()
+    for index in range(3):
+        (folder / f"broken{index}.jpg").write_bytes(b"plain text, not a JPEG")
+    json_path = tmp_path / "compare.json"
+    result = _invoke(
+        "compare",
+        str(folder),
+        "--modes",
+        "sequential,parallel",
+        "--workers",
+        "1",
+        "--json",
+        str(json_path),
+    )
+    text = _text(result)
+    assert result.exit_code == 1
+    assert "Fastest:" not in text
+    assert "No fastest: no run processed an image" in text
+    assert "No least memory" in text
+    assert "0 of 3 images done" in text
+    data = json.loads(json_path.read_text())
+    assert data["fastest"] == []
+    assert data["least_memory"] == []
+    assert list(scratch.iterdir()) == []

@@ -34,6 +34,7 @@ from imgflow.advisor.compare_verdicts import (
     make_rows,
     memory_verdict,
     speed_verdict,
+    unequal_work,
 )
 
 __all__ = [
@@ -59,5 +60,6 @@ __all__ = [
     "run_rounds",
     "speed_verdict",
     "table_rows",
+    "unequal_work",
     "unfinished_images",
 ]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imgflow.config import PipelineConfig
-from imgflow.errors import ImgflowError
+from imgflow.errors import ImgflowError, Status
 from imgflow.measure import TreeSampler, Usage
 from imgflow.records import Source
 from imgflow.runner import RunRequest, execute
@@ -102,6 +102,11 @@ class Measurement:
     @property
     def images(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def processed(self) -> int:
+        """Images that went through the whole pipeline (status done)."""
+        return self.counts.get(Status.DONE.value, 0)
 
     @property
     def images_per_second(self) -> float:

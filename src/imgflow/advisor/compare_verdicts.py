@@ -137,8 +137,46 @@ def _single_round_caveat(margin: float, rounds: int) -> str:
     )
 
 
+def unequal_work(rows: Sequence[Row]) -> str | None:
+    """Say why the runs did not do the same work, or return None when they did.
+
+    Throughput and memory compare setups only when every run processed the
+    same number of images, and at least one: a rejected file costs almost
+    nothing, so a run that rejected more looks faster.
+    """
+    counts = {run.processed for row in rows for run in row.runs}
+    if counts == {0}:
+        return "no run processed an image (every file was rejected or failed)"
+    idle = [
+        row.setup.label for row in rows if any(run.processed == 0 for run in row.runs)
+    ]
+    if idle:
+        return f"{_join(idle)} processed no image"
+    if len(counts) > 1:
+        details = _join([f"{row.setup.label} {_processed(row)}" for row in rows])
+        return f"the runs processed different numbers of images ({details})"
+    return None
+
+
+def _processed(row: Row) -> str:
+    low = min(run.processed for run in row.runs)
+    high = max(run.processed for run in row.runs)
+    return str(low) if low == high else f"{low} to {high}"
+
+
 def speed_verdict(rows: Sequence[Row], rounds: int) -> Verdict:
-    """Name the fastest setup and by how much, or the setups that tie for it."""
+    """Name the fastest setup and by how much, or the setups that tie for it.
+
+    Names none when the runs did not process the same images (see
+    `unequal_work`).
+    """
+    reason = unequal_work(rows)
+    if reason is not None:
+        return Verdict(
+            [],
+            f"No fastest: {reason}, so throughput does not compare the same "
+            "work. `imgflow run` on the sample lists the images that failed.",
+        )
     ordered = sorted(rows, key=lambda row: row.images_per_second, reverse=True)
     best = ordered[0]
     if len(ordered) == 1:
@@ -178,7 +216,18 @@ def speed_verdict(rows: Sequence[Row], rounds: int) -> Verdict:
 
 
 def memory_verdict(rows: Sequence[Row], rounds: int) -> Verdict:
-    """Name the setup with the lowest peak RSS, or the setups that tie for it."""
+    """Name the setup with the lowest peak RSS, or the setups that tie for it.
+
+    Names none when the runs did not process the same images (see
+    `unequal_work`).
+    """
+    reason = unequal_work(rows)
+    if reason is not None:
+        return Verdict(
+            [],
+            f"No least memory: {reason}, so peak memory does not compare the "
+            "same work.",
+        )
     ordered = sorted(rows, key=lambda row: row.peak_rss_bytes)
     best = ordered[0]
     if len(ordered) == 1:

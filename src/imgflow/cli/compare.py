@@ -69,12 +69,14 @@ def _parse_workers(
 
 
 def _print_progress(measurement: Measurement, position: int, total: int) -> None:
-    stderr.print(
+    line = (
         f"[{position}/{total}] {measurement.setup.label}: "
         f"{measurement.images_per_second:.2f} images/s, "
-        f"peak RSS {measurement.usage.peak_rss_bytes / 1e6:.0f} MB",
-        highlight=False,
+        f"peak RSS {measurement.usage.peak_rss_bytes / 1e6:.0f} MB"
     )
+    if measurement.processed < measurement.images:
+        line += f", {measurement.processed} of {measurement.images} images done"
+    stderr.print(line, highlight=False)
 
 
 def _table(comparison: Comparison) -> Table:
