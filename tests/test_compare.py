@@ -5,7 +5,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
+import os
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import psutil
@@ -145,6 +151,7 @@ def test_compare_html_has_charts(sample: Path, tmp_path: Path, scratch: Path) ->
     assert "Resident memory of the process tree" in page
     assert "<table>" in page
     assert "<th>images/s</th>" in page
+    assert "4 files under 1 setup, 1 round." in page
     assert "http://" not in page.split("<svg", 1)[0]
 
 
@@ -337,7 +344,7 @@ def test_run_rounds_interrupt_cleans(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(compare_runs, "measure", interrupted_measure)
-    with pytest.raises(ComparisonInterrupted, match="stopped at run 1 of 2"):
+    with pytest.raises(ComparisonInterrupted) as caught:
         run_rounds(
             plan_setups(["sequential", "parallel"], [1]),
             [],
@@ -345,6 +352,9 @@ def test_run_rounds_interrupt_cleans(
             tmp_path,
             inputs=[],
         )
+    message = str(caught.value)
+    assert message.startswith("stopped during run 1 of 2, sequential with 1 worker.")
+    assert message.endswith("That run was abandoned and its scratch output removed.")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -458,4 +468,69 @@ def test_compare_corrupt_sample_names_no_winner(tmp_path: Path, scratch: Path) -
     data = json.loads(json_path.read_text())
     assert data["fastest"] == []
     assert data["least_memory"] == []
+    assert list(scratch.iterdir()) == []
+
+
+def test_child_stop_silences_runner_warning() -> None:
+    """A stop request in the child raises KeyboardInterrupt and mutes run 1's log."""
+    runner_log = logging.getLogger("imgflow.runner")
+    level = runner_log.level
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            compare_runs._abandon_run(signal.SIGTERM, None)
+        assert runner_log.level == logging.ERROR
+    finally:
+        runner_log.setLevel(level)
+
+
+def _measuring_children(pid: int) -> list[psutil.Process]:
+    """Children of a compare process that measure a run."""
+    children = []
+    for child in psutil.Process(pid).children():
+        with contextlib.suppress(psutil.Error):
+            if "resource_tracker" not in " ".join(child.cmdline()):
+                children.append(child)
+    return children
+
+
+def test_compare_sigint_names_abandoned_setup(tmp_path: Path) -> None:
+    """Ctrl-C during a run names that setup, not the child's run id, and exits 130."""
+    folder = tmp_path / "sample"
+    folder.mkdir()
+    photo = jpeg_bytes(Image.fromarray(quadrant_pixels(1600, 1200)))
+    for index in range(12):
+        (folder / f"photo{index:02d}.jpg").write_bytes(photo)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "imgflow", "compare", str(folder)]
+        + ["--modes", "sequential,parallel", "--workers", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    )
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if line.startswith("[1/2]"):
+                break
+        # Run 1's child has ended, so a new child besides the resource
+        # tracker is run 2's. Waiting for it makes the stop land in run 2.
+        while process.poll() is None and not _measuring_children(process.pid):
+            time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        errors = process.stderr.read()
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, errors
+    assert "stopped during run 2 of 2, parallel with 1 worker." in " ".join(
+        errors.split()
+    )
+    assert "run 1 abandoned" not in errors
+    assert "Traceback" not in errors
+    assert errors.endswith("removed.\n")
     assert list(scratch.iterdir()) == []

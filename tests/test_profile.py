@@ -381,7 +381,7 @@ def test_profile_all_rejected_exits_1(tmp_path: Path) -> None:
     out = tmp_path / "profile.json"
     result = _invoke("profile", str(folder), "--json", str(out))
     assert result.exit_code == 1
-    assert "none of the 1 files passed validation" in _text(result)
+    assert "no file passed validation (1 file scanned: 1 not_an_image)" in _text(result)
     assert not out.exists()
 
 
@@ -489,3 +489,17 @@ def test_profile_sigint_stops_and_cleans(tmp_path: Path) -> None:
     assert "Traceback" not in errors
     assert not out.exists()
     assert list(scratch.iterdir()) == []
+
+
+def test_profile_one_unfinished_image_wording(tmp_path: Path) -> None:
+    """One timed image that fails to decode is reported in the singular."""
+    folder = tmp_path / "sample"
+    folder.mkdir()
+    whole = jpeg_bytes(Image.fromarray(quadrant_pixels(200, 150)))
+    (folder / "whole.jpg").write_bytes(whole)
+    (folder / "cut.jpg").write_bytes(whole[: len(whole) * 2 // 3])
+    result = _invoke("profile", str(folder), "--time", "2")
+    assert result.exit_code == 0, result.output
+    text = _text(result)
+    assert "1 timed image did not finish the pipeline and is left out" in text
+    assert "cut.jpg" in text

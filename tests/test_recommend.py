@@ -10,11 +10,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from imgflow.advisor import report
 from imgflow.advisor.capacity import erlang_c, mmc, size_pool
-from imgflow.advisor.costs import read_profile
+from imgflow.advisor.costs import ESTIMATE, read_profile
+from imgflow.advisor.formatting import format_seconds
 from imgflow.advisor.profile import Profile
 from imgflow.advisor.profile import write_profile as write_saved_profile
 from imgflow.advisor.rates import format_rate, parse_rate
+from imgflow.advisor.recommend import AdviceRequest, advise
 from imgflow.advisor.simulate import (
     ArrivalPattern,
     ServiceTimes,
@@ -368,6 +371,38 @@ def test_simulation_more_workers_wait_less() -> None:
     assert waits[0] >= waits[1] >= waits[2]
 
 
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.004, "4 ms"),
+        (0.19, "0.19 s"),
+        (150, "150 s"),
+        (7200, "2.0 h"),
+        (86_400, "24.0 h"),
+        (2 * 86_400, "2.0 days"),
+        (4310.4 * 3600, "179.6 days"),
+    ],
+)
+def test_format_seconds_units(seconds: float, text: str) -> None:
+    """Durations switch to ms, hours and days at readable points."""
+    assert format_seconds(seconds) == text
+
+
+def test_plan_rows_call_long_waits_projected() -> None:
+    """A backlog left at midnight makes the worst wait a projection, in days."""
+    request = AdviceRequest(rate=parse_rate("10000/min"), budget_seconds=5, cores=8)
+    advice = advise(request, ESTIMATE)
+    rows = dict(report.plan_rows(advice))
+    alone = rows["worst wait on one machine alone (8 workers)"]
+    assert alone.endswith(", projected: the time to clear the backlog after midnight")
+    assert "days" in alone or " h " in alone
+    steady = rows["worst wait with 40 workers"]
+    assert "projected" not in steady
+    assert rows["backlog at midnight on one machine alone (8 workers)"].endswith(
+        "images, growing"
+    )
+
+
 # --- Acceptance: the three situations -----------------------------------------
 
 
@@ -440,6 +475,7 @@ def test_photo_platform_needs_many_machines(tmp_path: Path) -> None:
     assert plan["one_machine_day"]["workers"] == 8
     assert plan["one_machine_day"]["end_backlog"] > 0
     assert "machines" in result.output
+    assert "the measured p95 service time" in plan["latency_method"]
 
 
 def test_dicom_archive_sequential_ordered(tmp_path: Path) -> None:
@@ -609,8 +645,14 @@ def test_recommendation_agrees_with_command(
         assert rec["burst_machines"] > rec["machines"]
         assert rec["burst_workers"] == rec["burst_machines"] * per_machine
         assert f"growing to {rec['burst_machines']} machines" in headline
-    assert " 1 workers" not in result.output
-    assert " 1 cores" not in result.output
+    text = " ".join(result.output.split())
+    assert " 1 workers" not in text
+    assert " 1 cores" not in text
+    assert "per machine peak at" not in text
+    assert "estimated p95 service time" in plan["latency_method"]
+    assert "measured" not in plan["latency_method"]
+    failure = next(s for s in advice["steps"] if s["name"] == "failure handling")
+    assert "measured" not in failure["finding"]
 
 
 def test_bursts_turn_sequential_into_pool(tmp_path: Path) -> None:

@@ -26,6 +26,18 @@ LATENCY_METHOD = (
     "which usually overstates the p95 of their sum"
 )
 
+
+def latency_method(estimated: bool) -> str:
+    """Describe how the response-time quantile is estimated, for output.
+
+    `estimated` says that the service times are the built-in estimate, not
+    measurements.
+    """
+    if estimated:
+        return LATENCY_METHOD.replace("measured", "estimated")
+    return LATENCY_METHOD
+
+
 # Workers are searched up to this multiple of the offered load, beyond
 # which adding workers no longer shortens a wait measurably.
 MAX_SEARCH_FACTOR = 4

@@ -15,6 +15,7 @@ from imgflow.advisor.compare_verdicts import (
     memory_verdict,
     speed_verdict,
 )
+from imgflow.advisor.formatting import count
 from imgflow.advisor.profile import machine_facts
 from imgflow.errors import Status
 from imgflow.measure import DEFAULT_INTERVAL_SECONDS
@@ -184,8 +185,8 @@ def html_page(comparison: Comparison) -> Page:
     rows = comparison.rows
     page = Page("imgflow compare")
     page.paragraph(
-        f"{comparison.files} files under {len(rows)} setups, "
-        f"{comparison.rounds} round{'s' if comparison.rounds != 1 else ''}. "
+        f"{count(comparison.files, 'file')} under {count(len(rows), 'setup')}, "
+        f"{count(comparison.rounds, 'round')}. "
         f"Created {comparison.created:%Y-%m-%d %H:%M} UTC."
     )
     page.bullets([comparison.speed.sentence, comparison.memory.sentence])

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 # Seconds a child gets to abandon its run after a stop request before it
 # is terminated, and then killed.
 STOP_GRACE_SECONDS = 10.0
+# Signals that stop a comparison.
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
 class ComparisonInterrupted(ImgflowError):
@@ -123,43 +125,84 @@ def _raise_interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _abandon_run(_signum: int, _frame: object) -> None:
+    """Abandon the child's run when the parent asks it to stop.
+
+    The parent names the setup it stopped, so the runner's own warning is
+    silenced: it names the run by its catalog id, which is 1 in every
+    child's fresh catalog.
+    """
+    logging.getLogger("imgflow.runner").setLevel(logging.ERROR)
+    raise KeyboardInterrupt
+
+
 def _measure_in_child(
     request: RunRequest,
     sources: list[Source],
     connection: multiprocessing.connection.Connection,
     log_level: int,
+    label: str,
 ) -> None:
     """Run and measure one setup, as the entry point of the child process.
 
     The parent decides when to stop: the child ignores SIGINT (a Ctrl-C on
     the terminal reaches the whole process group) and turns SIGTERM into a
-    KeyboardInterrupt, so that `execute` abandons the run.
+    KeyboardInterrupt, so that `execute` abandons the run. The child starts
+    with both signals blocked (see `_stop_signals_blocked`) and unblocks
+    them once its handlers are in place. Log lines name the setup, because
+    the runner names every child's run as run 1.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    logging.basicConfig(
-        level=log_level, format="%(levelname)s %(name)s [pid %(process)d] %(message)s"
-    )
-    logging.getLogger("pyvips").setLevel(logging.ERROR)
-    with TreeSampler() as sampler:
-        summary = execute(request, sources, [])
-    assert sampler.usage is not None
-    latencies = [result.seconds for result in summary.results]
-    connection.send(
-        (
-            summary.workers,
-            summary.counts,
-            len(summary.not_processed),
-            summary.seconds,
-            latencies,
-            sampler.usage,
+    signal.signal(signal.SIGTERM, _abandon_run)
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        logging.basicConfig(
+            level=log_level,
+            format=f"%(levelname)s %(name)s [{label}, pid %(process)d] %(message)s",
         )
-    )
-    connection.close()
+        logging.getLogger("pyvips").setLevel(logging.ERROR)
+        with TreeSampler() as sampler:
+            summary = execute(request, sources, [])
+        assert sampler.usage is not None
+        latencies = [result.seconds for result in summary.results]
+        connection.send(
+            (
+                summary.workers,
+                summary.counts,
+                len(summary.not_processed),
+                summary.seconds,
+                latencies,
+                sampler.usage,
+            )
+        )
+    except KeyboardInterrupt:
+        # A stop request outside the part of `execute` that abandons the run
+        # itself. The parent asked for the stop and reports it.
+        pass
+    finally:
+        connection.close()
+
+
+@contextlib.contextmanager
+def _stop_signals_blocked() -> Iterator[None]:
+    """Hold STOP_SIGNALS in this thread until the block ends, then deliver them.
+
+    `Process.start` writes the child's start data to a pipe. Interrupted
+    halfway, it leaves a child that fails to read that data and prints a
+    traceback after the comparison's own message. A child started in the
+    block inherits the blocked signals and unblocks them itself.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _stop_child(process: multiprocessing.process.BaseProcess) -> None:
     """Ask a child to abandon its run, then terminate it, then kill it."""
+    if process.pid is None:  # Never started.
+        return
     if process.is_alive():
         process.terminate()
         process.join(STOP_GRACE_SECONDS)
@@ -193,12 +236,19 @@ def measure(
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(
         target=_measure_in_child,
-        args=(request, sources, sender, logging.getLogger().getEffectiveLevel()),
+        args=(
+            request,
+            sources,
+            sender,
+            logging.getLogger().getEffectiveLevel(),
+            setup.label,
+        ),
         name=f"imgflow-compare-{setup.mode}-{setup.workers}",
     )
-    process.start()
-    sender.close()
     try:
+        with _stop_signals_blocked():
+            process.start()
+        sender.close()
         try:
             payload = receiver.recv()
         except EOFError:
@@ -211,6 +261,7 @@ def measure(
         process.join()
     finally:
         _stop_child(process)
+        sender.close()
         receiver.close()
     workers_used, counts, not_processed, seconds, latencies, usage = payload
     return Measurement(
@@ -260,6 +311,7 @@ def run_rounds(
     total = rounds * len(setups)
     measurements: list[Measurement] = []
     position = 0
+    running: Setup | None = None
     try:
         with _interrupt_on_sigterm():
             for round_index in range(rounds):
@@ -267,17 +319,27 @@ def run_rounds(
                     position += 1
                     folder = f"run-{position:02d}-{setup.mode}-{setup.workers}"
                     out_dir = scratch / folder
+                    running = setup
                     try:
                         result = measure(
                             setup, round_index, sources, config, out_dir, inputs
                         )
                     finally:
                         shutil.rmtree(out_dir, ignore_errors=True)
+                    running = None
                     measurements.append(result)
                     if on_measured is not None:
-                        on_measured(result, position, total)
+                        # A stop that lands inside a terminal write can
+                        # leave half a line, or print it twice.
+                        with _stop_signals_blocked():
+                            on_measured(result, position, total)
     except KeyboardInterrupt:
-        raise ComparisonInterrupted(
-            f"stopped at run {position} of {total}; its output was removed"
-        ) from None
+        if running is None:
+            message = f"stopped after run {position} of {total}."
+        else:
+            message = (
+                f"stopped during run {position} of {total}, {running.label}. "
+                "That run was abandoned and its scratch output removed."
+            )
+        raise ComparisonInterrupted(message) from None
     return measurements

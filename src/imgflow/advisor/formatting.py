@@ -12,7 +12,9 @@ def format_bytes(count: float) -> str:
 
 
 def format_seconds(seconds: float) -> str:
-    """Write a duration in seconds, in ms below 10 ms and in hours past two hours."""
+    """Write a duration in s, or in ms below 10 ms, h from 2 h and days from 2 days."""
+    if seconds >= 2 * 86_400:
+        return f"{seconds / 86_400:,.1f} days"
     if seconds >= 7200:
         return f"{seconds / 3600:,.1f} h"
     if seconds >= 100:

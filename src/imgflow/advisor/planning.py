@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from imgflow.advisor.capacity import LATENCY_METHOD, Sizing
+from imgflow.advisor.capacity import Sizing, latency_method
 from imgflow.advisor.costs import CostProfile
 from imgflow.advisor.rates import Rate
 from imgflow.advisor.simulate import (
@@ -225,7 +225,7 @@ def make_plan(
         target_utilisation=request.target_utilisation,
         budget_seconds=request.budget_seconds,
         sizing=sizing,
-        latency_method=LATENCY_METHOD,
+        latency_method=latency_method(costs.estimated),
         layout=layout,
         max_waiting_images=math.floor(allowed_wait * layout.workers / service.mean),
         pattern=pattern,

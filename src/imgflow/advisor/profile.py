@@ -355,8 +355,8 @@ def summarise_scan(result: Scan) -> SampleProfile:
     images = result.images
     if not images:
         raise EmptySampleError(
-            f"none of the {result.files} files passed validation "
-            f"({_describe_counts(result.rejections)}); nothing to profile"
+            f"no file passed validation ({count(result.files, 'file')} scanned: "
+            f"{_describe_counts(result.rejections)}); nothing to profile"
         )
     sizes = [image.size_bytes for image in images]
     headers = [image.header for image in images]
@@ -472,8 +472,8 @@ def summarise_timing(timed: Timed) -> TimingProfile:
     ]
     if not pairs:
         raise EmptySampleError(
-            f"none of the {len(timed.results)} timed images finished the pipeline; "
-            "nothing to time"
+            f"no timed image finished the pipeline "
+            f"({count(len(timed.results), 'image')} timed); nothing to time"
         )
     seconds = [result.seconds for _, result in pairs]
     stages: dict[str, StageSummary] = {}

@@ -100,7 +100,7 @@ def plan_rows(advice: Advice) -> list[tuple[str, str]]:
         ),
         ("latency budget", format_seconds(plan.budget_seconds)),
         ("max waiting images within budget", f"{plan.max_waiting_images:,}"),
-        ("simulated day", f"{plan.day.arrivals:,} images, seed {plan.seed}"),
+        ("simulated day", f"{count(plan.day.arrivals, 'image')}, seed {plan.seed}"),
     ]
     rows += _day_rows(f"with {count(plan.day.workers, 'worker')}", plan.day)
     if plan.burst_day is not None:
@@ -116,17 +116,24 @@ def plan_rows(advice: Advice) -> list[tuple[str, str]]:
 
 
 def _day_rows(label: str, day: DayResult) -> list[tuple[str, str]]:
+    waits = (
+        f"{format_seconds(day.worst_wait_seconds)} "
+        f"(p99 {format_seconds(day.p99_wait_seconds)})"
+    )
+    if day.end_backlog:
+        # The last images wait past the simulated day, until the workers
+        # clear the backlog ahead of them with no further arrivals.
+        waits += ", projected: the time to clear the backlog after midnight"
     rows = [
         (f"worst backlog {label}", count(day.worst_backlog, "image")),
-        (
-            f"worst wait {label}",
-            f"{format_seconds(day.worst_wait_seconds)} "
-            f"(p99 {format_seconds(day.p99_wait_seconds)})",
-        ),
+        (f"worst wait {label}", waits),
     ]
     if day.end_backlog:
         rows.append(
-            (f"backlog at midnight {label}", f"{day.end_backlog:,} images, growing")
+            (
+                f"backlog at midnight {label}",
+                f"{count(day.end_backlog, 'image')}, growing",
+            )
         )
     return rows
 
@@ -235,7 +242,12 @@ def _charts(page: Page, advice: Advice) -> None:
                 xlabel="hour of the simulated day",
                 ylabel="images waiting",
             ),
-            f"One machine runs {count(alone.workers, 'worker')}; the same day's "
-            f"backlog reaches {alone.worst_backlog:,} images and the worst wait "
-            f"{format_seconds(alone.worst_wait_seconds)}.",
+            f"One machine runs {count(alone.workers, 'worker')}. The same day's "
+            f"backlog reaches {count(alone.worst_backlog, 'image')}, and the worst "
+            f"wait is {format_seconds(alone.worst_wait_seconds)}"
+            + (
+                ", the projected time to clear the backlog after midnight."
+                if alone.end_backlog
+                else "."
+            ),
         )

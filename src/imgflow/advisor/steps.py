@@ -65,7 +65,7 @@ def _volume_step(request: AdviceRequest, plan: CapacityPlan) -> Step:
         finding = (
             f"{request.rate} is planned as the rate at the busiest time. A day "
             f"shaped like the simulated one brings about "
-            f"{plan.daily_images:,.0f} images."
+            f"{count(round(plan.daily_images), 'image')}."
         )
     return Step("volume", finding, f"{peak} at peak")
 
@@ -218,10 +218,11 @@ def _failure_step(costs: CostProfile, recommendation: Recommendation) -> Step:
             f"{RETRIES} retries",
         )
     limit = time_limit(costs)
+    source = "estimated" if costs.estimated else "measured"
     return Step(
         "failure handling",
         f"{retry} With --time-limit {limit} s ({TIME_LIMIT_P99_FACTOR} times the p99 "
-        "service time or twice the longest measured image, and at least "
+        f"service time or twice the longest {source} image, and at least "
         f"{TIME_LIMIT_MIN_SECONDS} s), a stuck image costs "
         f"at most {(RETRIES + 1) * limit} s of worker time.",
         f"--time-limit {limit} s",

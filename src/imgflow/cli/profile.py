@@ -140,9 +140,10 @@ def _warn_unfinished(timed: Timed) -> None:
     unfinished = timed.unfinished
     if not unfinished:
         return
+    verb = "is" if len(unfinished) == 1 else "are"
     stderr.print(
         f"[yellow]{plural(len(unfinished), 'timed image')} did not finish the "
-        "pipeline and are left out of the timing:[/yellow]",
+        f"pipeline and {verb} left out of the timing:[/yellow]",
         highlight=False,
     )
     for result in unfinished:
