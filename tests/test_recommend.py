@@ -25,7 +25,9 @@ from imgflow.advisor.simulate import (
     simulate_day,
 )
 from imgflow.cli import main
-from imgflow.errors import UsageError
+from imgflow.config import PipelineConfig, parse_config
+from imgflow.errors import ConfigError, ImageError, Reason, UsageError
+from imgflow.stages import validate
 
 GB = 10**9
 MB = 10**6
@@ -478,8 +480,8 @@ def test_photo_platform_needs_many_machines(tmp_path: Path) -> None:
     assert "the measured p95 service time" in plan["latency_method"]
 
 
-def test_dicom_archive_sequential_ordered(tmp_path: Path) -> None:
-    """A few hundred large ordered images a day: sequential, ordered, bounded."""
+def test_scan_archive_sequential_ordered(tmp_path: Path) -> None:
+    """A few hundred large ordered 16-bit scans a day: sequential, bounded."""
     profile = write_profile(
         tmp_path,
         mean=3.0,
@@ -958,3 +960,22 @@ def test_cli_failed_write_exits_2(
     )
     assert result.exit_code == 2
     assert "No space left on device" in " ".join(result.output.split())
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def test_capacity_doc_states_dicom_gap() -> None:
+    """The archive example says imgflow cannot read DICOM, which holds today."""
+    text = (DOCS / "capacity-planning.md").read_text(encoding="utf-8")
+    archive = text[text.index("### A hospital archive") :]
+    assert "imgflow does not read DICOM yet" in archive
+    assert "16-bit greyscale TIFF" in archive
+    assert "dicom.json" not in archive
+    assert "DICOM images a day" not in archive
+    dicom = b"\0" * 128 + b"DICM" + b"\x02\x00\x00\x00UL\x04\x00" + b"\0" * 200
+    with pytest.raises(ImageError) as caught:
+        validate.validate(dicom, PipelineConfig().validation)
+    assert caught.value.reason is Reason.FORMAT_NOT_ALLOWED
+    with pytest.raises(ConfigError, match="unknown format 'dicom'"):
+        parse_config({"validate": {"allowed_formats": ["dicom"]}})
