@@ -979,3 +979,18 @@ def test_capacity_doc_states_dicom_gap() -> None:
     assert caught.value.reason is Reason.FORMAT_NOT_ALLOWED
     with pytest.raises(ConfigError, match="unknown format 'dicom'"):
         parse_config({"validate": {"allowed_formats": ["dicom"]}})
+
+
+def test_simulation_marks_waits_past_the_day() -> None:
+    """Only a worst wait that ends after midnight is marked as projected."""
+    pattern = ArrivalPattern(peak_rate=2.0)
+    arrivals = generate_arrivals(pattern, CONSTANT_SECOND, seed=1)
+    behind = simulate_day(arrivals, CONSTANT_SECOND, workers=1)
+    ample = simulate_day(arrivals, CONSTANT_SECOND, workers=8)
+    assert behind.end_backlog > 0
+    assert behind.worst_wait_past_day
+    assert not ample.worst_wait_past_day
+    fluid_pattern = ArrivalPattern(peak_rate=100.0)
+    fluid = generate_arrivals(fluid_pattern, CONSTANT_SECOND, seed=1)
+    assert simulate_day(fluid, CONSTANT_SECOND, workers=50).worst_wait_past_day
+    assert not simulate_day(fluid, CONSTANT_SECOND, workers=400).worst_wait_past_day

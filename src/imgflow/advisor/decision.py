@@ -104,7 +104,8 @@ def choose_mode(costs: CostProfile, plan: CapacityPlan) -> tuple[str, str]:
             )
         return "distributed", (
             f"One machine of {count(layout.workers_per_machine, 'worker')} carries "
-            f"the planning rate, but bursts need {count(plan.burst_workers or 0, 'worker')}, so "
+            "the planning rate, but bursts need "
+            f"{count(plan.burst_workers or 0, 'worker')}, so "
             f"the pool must grow to {count(layout.max_machines, 'machine')} fed by "
             f"one shared queue. {planned}"
         )

@@ -117,7 +117,8 @@ def advise(request: AdviceRequest, costs: CostProfile) -> Advice:
     load = pattern.peak_rate * service.mean
     if load / request.target_utilisation > MAX_WORKERS:
         raise UsageError(
-            f"--rate {request.rate.as_written} at {format_seconds(service.mean)} per image "
+            f"--rate {request.rate.as_written} at "
+            f"{format_seconds(service.mean)} per image "
             f"needs about {load / request.target_utilisation:,.0f} workers, more "
             f"than the {MAX_WORKERS:,} this planner sizes. Check the rate's unit."
         )

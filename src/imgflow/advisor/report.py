@@ -120,9 +120,7 @@ def _day_rows(label: str, day: DayResult) -> list[tuple[str, str]]:
         f"{format_seconds(day.worst_wait_seconds)} "
         f"(p99 {format_seconds(day.p99_wait_seconds)})"
     )
-    if day.end_backlog:
-        # The last images wait past the simulated day, until the workers
-        # clear the backlog ahead of them with no further arrivals.
+    if day.worst_wait_past_day:
         waits += ", projected: the time to clear the backlog after midnight"
     rows = [
         (f"worst backlog {label}", count(day.worst_backlog, "image")),
@@ -247,7 +245,7 @@ def _charts(page: Page, advice: Advice) -> None:
             f"wait is {format_seconds(alone.worst_wait_seconds)}"
             + (
                 ", the projected time to clear the backlog after midnight."
-                if alone.end_backlog
+                if alone.worst_wait_past_day
                 else "."
             ),
         )

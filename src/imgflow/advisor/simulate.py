@@ -119,6 +119,10 @@ class DayResult:
     # Per SERIES_STEP_SECONDS from midnight: max backlog and max wait.
     backlog_series: list[int]
     wait_series: list[float]
+    # Whether the image with the worst wait reaches a worker only after the
+    # day. Its wait is then a projection: the time the workers need to clear
+    # the backlog ahead of it, with no arrivals after midnight.
+    worst_wait_past_day: bool = False
 
 
 def generate_arrivals(
@@ -257,6 +261,7 @@ def _simulate_events(arrivals: Arrivals, workers: int) -> DayResult:
         backlog_series[step] = max(backlog_series[step], waiting)
 
     end_backlog = len(starts) - bisect.bisect_right(starts, DAY_SECONDS)
+    worst = max(range(len(waits)), key=waits.__getitem__, default=None)
     return DayResult(
         workers=workers,
         method="event",
@@ -268,6 +273,7 @@ def _simulate_events(arrivals: Arrivals, workers: int) -> DayResult:
         end_backlog=end_backlog,
         backlog_series=backlog_series,
         wait_series=wait_series,
+        worst_wait_past_day=worst is not None and starts[worst] > DAY_SECONDS,
     )
 
 
@@ -283,9 +289,14 @@ def _simulate_fluid(
     # (wait, images) pairs, for percentiles weighted by arrivals.
     weighted: list[tuple[float, int]] = []
     backlog = 0.0
+    worst_wait = 0.0
+    worst_served_at = 0.0  # when the image with the worst wait reaches a worker
     for index, count in enumerate(arrivals.counts):
         backlog = max(0.0, backlog + count - drain_per_step)
         wait = backlog * seconds_per_image
+        if wait > worst_wait:
+            worst_wait = wait
+            worst_served_at = (index + 1) * FLUID_STEP_SECONDS + wait
         if count:
             weighted.append((wait, count))
         point = min(points - 1, index // steps_per_point)
@@ -302,6 +313,7 @@ def _simulate_fluid(
         end_backlog=math.ceil(backlog),
         backlog_series=backlog_series,
         wait_series=wait_series,
+        worst_wait_past_day=worst_served_at > DAY_SECONDS,
     )
 
 
