@@ -502,6 +502,7 @@ def test_compare_sigint_names_abandoned_setup(tmp_path: Path) -> None:
         (folder / f"photo{index:02d}.jpg").write_bytes(photo)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
+
     process = subprocess.Popen(
         [sys.executable, "-m", "imgflow", "compare", str(folder)]
         + ["--modes", "sequential,parallel", "--workers", "1"],
@@ -526,6 +527,7 @@ def test_compare_sigint_names_abandoned_setup(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
     assert process.returncode == 130, errors
     assert "stopped during run 2 of 2, parallel with 1 worker." in " ".join(
         errors.split()

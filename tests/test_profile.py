@@ -483,6 +483,7 @@ def test_profile_sigint_stops_and_cleans(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
     assert process.returncode == 130, errors
     assert "stopped during the timing" in errors
     assert "Exception ignored" not in errors

@@ -460,6 +460,7 @@ def test_photo_platform_needs_many_machines(tmp_path: Path) -> None:
     )
     rec = advice["recommendation"]
     plan = advice["plan"]
+
     # Offered load 10000/60 x 0.2 s = 33.3 busy workers; at 80%, 42 workers,
     # which take 6 machines of 8.
     expected_workers = math.ceil(10000 / 60 * 0.2 / 0.8)
@@ -470,9 +471,11 @@ def test_photo_platform_needs_many_machines(tmp_path: Path) -> None:
     assert rec["workers"] == rec["machines"] * 8
     assert "--workers 8" in rec["command"]
     assert math.isclose(plan["offered_load"], 10000 / 60 * 0.2)
+
     capacity = next(s for s in advice["steps"] if s["name"] == "capacity")
     assert "one machine is not enough" in capacity["finding"]
     assert f"{rec['machines']} machines are needed" in capacity["finding"]
+
     # One machine alone falls behind for the rest of the day.
     assert plan["one_machine_day"]["workers"] == 8
     assert plan["one_machine_day"]["end_backlog"] > 0
@@ -625,9 +628,11 @@ def test_recommendation_agrees_with_command(
     running_at_peak = rec["burst_workers"] or rec["workers"]
     assert running_at_peak >= (plan["burst_workers"] or 0)
     assert headline.startswith(rec["mode"])
+
     # The panel wraps the command and frames each line with "│".
     printed = "".join(result.output.replace("│", "").split())
     assert "".join(rec["command"].split()) in printed
+
     if rec["mode"] == "sequential":
         assert rec["workers"] == 1
         assert rec["burst_machines"] is None
@@ -647,6 +652,7 @@ def test_recommendation_agrees_with_command(
         assert rec["burst_machines"] > rec["machines"]
         assert rec["burst_workers"] == rec["burst_machines"] * per_machine
         assert f"growing to {rec['burst_machines']} machines" in headline
+
     text = " ".join(result.output.split())
     assert " 1 workers" not in text
     assert " 1 cores" not in text
@@ -966,13 +972,14 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def test_capacity_doc_states_dicom_gap() -> None:
-    """The archive example says imgflow cannot read DICOM, which holds today."""
+    """The archive example says imgflow cannot read DICOM, as validation confirms."""
     text = (DOCS / "capacity-planning.md").read_text(encoding="utf-8")
     archive = text[text.index("### A hospital archive") :]
     assert "imgflow does not read DICOM yet" in archive
     assert "16-bit greyscale TIFF" in archive
     assert "dicom.json" not in archive
     assert "DICOM images a day" not in archive
+
     dicom = b"\0" * 128 + b"DICM" + b"\x02\x00\x00\x00UL\x04\x00" + b"\0" * 200
     with pytest.raises(ImageError) as caught:
         validate.validate(dicom, PipelineConfig().validation)

@@ -30,8 +30,8 @@ LATENCY_METHOD = (
 def latency_method(estimated: bool) -> str:
     """Describe how the response-time quantile is estimated, for output.
 
-    `estimated` says that the service times are the built-in estimate, not
-    measurements.
+    `estimated` is true when the service times come from the built-in
+    estimate rather than a profile.
     """
     if estimated:
         return LATENCY_METHOD.replace("measured", "estimated")

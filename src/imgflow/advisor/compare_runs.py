@@ -126,11 +126,11 @@ def _raise_interrupt(_signum: int, _frame: object) -> None:
 
 
 def _abandon_run(_signum: int, _frame: object) -> None:
-    """Abandon the child's run when the parent asks it to stop.
+    """Abandon the child's run on the parent's stop request (SIGTERM).
 
-    The parent names the setup it stopped, so the runner's own warning is
-    silenced: it names the run by its catalog id, which is 1 in every
-    child's fresh catalog.
+    The parent names the setup it stopped. The runner's own warning is
+    silenced, because it names the run by its catalog id, which is 1 in
+    every child's fresh catalog.
     """
     logging.getLogger("imgflow.runner").setLevel(logging.ERROR)
     raise KeyboardInterrupt

@@ -17,8 +17,8 @@ from imgflow.errors import UsageError
 from imgflow.stages import ingest, store
 
 PROFILE_HINT = "write one with `imgflow profile SAMPLE --json FILE`"
-# Seconds per image that a profile may give. Under a microsecond no image
-# passes the pipeline, and over a day the timing cannot be right; both
+# Seconds per image that a profile may give. No image passes the pipeline
+# in under a microsecond, and a day per image means a broken timing. Both
 # would also carry the plan's arithmetic out of float range.
 MIN_MEAN_SECONDS = 1e-6
 MAX_SECONDS_PER_IMAGE = 86_400.0
