@@ -46,11 +46,13 @@ class Status(enum.StrEnum):
 
 
 class ExitCode(enum.IntEnum):
-    """Process exit codes of `imgflow run`."""
+    """Process exit codes of the `imgflow` commands."""
 
     OK = 0
     SOME_IMAGES_NOT_DONE = 1
     USAGE = 2
+    # 128 + SIGINT, as shells report a program ended by Ctrl-C.
+    INTERRUPTED = 130
 
 
 # Whether an image with this reason counts as rejected (the input is at fault

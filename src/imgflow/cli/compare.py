@@ -26,7 +26,7 @@ from imgflow.advisor.compare import (
     unfinished_images,
 )
 from imgflow.cli.app import CONFIG_OPTION, main, plural, setup_logging, stderr, stdout
-from imgflow.cli.profile import EXIT_INTERRUPTED, collect_sample
+from imgflow.cli.profile import collect_sample
 from imgflow.config import load_config
 from imgflow.errors import ConfigError, ExitCode, UsageError
 from imgflow.executors import MODES
@@ -220,7 +220,7 @@ def _compare(
         )
     except ComparisonInterrupted as exc:
         stderr.print(f"[yellow]interrupted:[/yellow] {exc}", highlight=False)
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(ExitCode.INTERRUPTED)
     except RunLost as exc:
         stderr.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(ExitCode.SOME_IMAGES_NOT_DONE)

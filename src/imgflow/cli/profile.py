@@ -36,7 +36,6 @@ from imgflow.runner import RunRequest, collect_sources
 
 MEGABYTE = 1e6
 # Exit status of a command stopped by SIGINT, as shells report it.
-EXIT_INTERRUPTED = 130
 
 
 def collect_sample(
@@ -293,7 +292,7 @@ def profile(
             "the scratch folder was removed.",
             highlight=False,
         )
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(ExitCode.INTERRUPTED)
 
     if not quiet:
         stdout.print(_sample_table(result))
