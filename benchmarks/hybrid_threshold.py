@@ -65,6 +65,10 @@ class SizePoint:
     def frame(self) -> str:
         return f"{self.width}x{self.height}"
 
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
 
 @dataclass
 class Threshold:

@@ -17,8 +17,10 @@ Each run starts a fresh wrapper process, which starts the contender and samples
 the summed RSS of its process tree with ``imgflow.measure.TreeSampler``. CPU
 time is the user plus system time of the reaped tree, from ``os.times()`` in
 the wrapper, which counts a process only once its parent has waited for it,
-hence a fresh wrapper per run. Latency per image is ``images[].seconds`` of
-imgflow's ``--report`` and the scripts' ``--timings``. Rounds are interleaved
+hence a fresh wrapper per run. Per image, the processing time is
+``images[].seconds`` of imgflow's ``--report`` and the scripts' ``--timings``,
+and the time to result is their ``images[].finished_seconds``, the seconds
+from the start of the run to the image's result. Rounds are interleaved
 (every contender once per round, the first one rotating) and medians of the
 rounds are reported. The script then runs hybrid_threshold.py's measurement.
 
@@ -70,8 +72,9 @@ VARIANTS_PER_IMAGE = 3
 MIX_ORDER_SEED = 0
 
 # Runs one command and prints, as JSON, its wall time, the CPU time of its
-# reaped process tree, the peak of the tree's summed RSS and the share of the
-# machine's CPU time stolen by the hypervisor meanwhile. It runs in a
+# reaped process tree and the peak of the tree's summed RSS. It also prints
+# the shares of the machine's CPU time that the hypervisor stole and that
+# processes outside the tree and this wrapper used meanwhile. It runs in a
 # fresh process per measurement, because os.times() counts every child that
 # a process has ever waited for. TreeSampler's own CPU figure also counts
 # this wrapper and its sampling thread, so the wrapper reads os.times() itself.
@@ -80,14 +83,15 @@ import json, os, signal, subprocess, sys, time
 from imgflow.measure import TreeSampler
 
 def machine_times():
-    # The machine's total CPU time and its steal time, in ticks (Linux only).
-    # Steal is time the hypervisor gave this machine's virtual cores to others.
+    # The machine's total, steal and idle (with iowait) CPU time, in ticks
+    # (Linux only). Steal is time the hypervisor gave this machine's virtual
+    # cores to others.
     try:
         with open("/proc/stat") as stat:
             fields = [int(v) for v in stat.readline().split()[1:]]
     except (OSError, ValueError):
         return None
-    return sum(fields[:8]), fields[7]
+    return sum(fields[:8]), fields[7], fields[3] + fields[4]
 
 timeout = float(sys.argv[1])
 machine_before = machine_times()
@@ -112,19 +116,28 @@ seconds = time.perf_counter() - started
 usage = sampler.stop()
 after = os.times()
 machine_after = machine_times()
-steal_share = None
+tree_cpu = (
+    after.children_user - before.children_user
+    + after.children_system - before.children_system
+)
+own_cpu = after.user - before.user + after.system - before.system
+steal_share = other_share = None
 if machine_before and machine_after and machine_after[0] > machine_before[0]:
-    total = machine_after[0] - machine_before[0]
-    steal_share = (machine_after[1] - machine_before[1]) / total
+    total, steal, idle = (a - b for a, b in zip(machine_after, machine_before))
+    steal_share = steal / total
+    busy_seconds = (total - steal - idle) / os.sysconf("SC_CLK_TCK")
+    other_share = max(0.0, busy_seconds - tree_cpu - own_cpu) / (
+        total / os.sysconf("SC_CLK_TCK")
+    )
 print(json.dumps({
     "returncode": child.returncode,
     "timed_out": timed_out,
     "seconds": seconds,
-    "cpu_seconds": after.children_user - before.children_user
-    + after.children_system - before.children_system,
+    "cpu_seconds": tree_cpu,
     "peak_rss_bytes": usage.peak_rss_bytes,
     "cores": usage.cores,
     "steal_share": steal_share,
+    "other_share": other_share,
     "stderr": stderr.decode(errors="replace")[-2000:],
 }))
 """
@@ -138,6 +151,7 @@ class WrapperReport(TypedDict):
     peak_rss_bytes: int
     cores: int
     steal_share: float | None
+    other_share: float | None
     stderr: str
 
 
@@ -304,8 +318,12 @@ class Run:
     peak_rss_bytes: int
     # Share of the machine's CPU time that the hypervisor stole during the run.
     steal_share: float | None
+    # Share of the machine's CPU time used by processes outside the run.
+    other_share: float | None
     # File name to seconds: the image's processing time as the report gives it.
-    latencies: dict[str, float]
+    processing: dict[str, float]
+    # File name to seconds from the start of the run to the image's result.
+    finished: dict[str, float]
     # File name to seconds spent in imgflow's stages (imgflow reports only).
     stage_seconds: dict[str, float]
     # File name to the engine that rendered it (imgflow reports only).
@@ -340,12 +358,13 @@ class Measurement:
         self,
         quantile: float,
         names: frozenset[str] | None = None,
-        source: str = "latencies",
+        source: str = "processing",
     ) -> float | None:
-        """Return the median over runs of a latency percentile, in seconds.
+        """Return the median over runs of a per-image percentile, in seconds.
 
-        ``names`` keeps only those images; ``source`` picks the recorded
-        ``latencies`` or the time inside imgflow's ``stage_seconds``.
+        ``names`` keeps only those images. ``source`` names the Run field:
+        ``processing``, ``finished`` (time to result) or ``stage_seconds``
+        (the time inside imgflow's stages).
         """
         from imgflow.stats import percentile
 
@@ -496,13 +515,16 @@ def read_run(
 ) -> Run:
     """Build a Run from the wrapper's figures and the contender's report."""
     data = json.loads(report_path.read_text())
-    latencies: dict[str, float] = {}
+    processing: dict[str, float] = {}
+    finished: dict[str, float] = {}
     stage_seconds: dict[str, float] = {}
     engines: dict[str, str] = {}
     not_done = 0
     for image in data["images"]:
         file_name = Path(image["source"]).name
-        latencies[file_name] = float(image["seconds"])
+        processing[file_name] = float(image["seconds"])
+        if image.get("finished_seconds") is not None:
+            finished[file_name] = float(image["finished_seconds"])
         if "stage_seconds" in image:
             stage_seconds[file_name] = sum(image["stage_seconds"].values())
         if image.get("engine"):
@@ -511,9 +533,13 @@ def read_run(
             not_done += 1
     if not_done:
         measurement.warnings.add(f"{not_done} images not done")
-    if len(latencies) != len(prepared.files):
+    if len(processing) != len(prepared.files):
         measurement.warnings.add(
-            f"reported {len(latencies)} images, expected {len(prepared.files)}"
+            f"reported {len(processing)} images, expected {len(prepared.files)}"
+        )
+    if len(finished) != len(processing):
+        measurement.warnings.add(
+            f"reported a time to result for {len(finished)} of {len(processing)} images"
         )
     summary = data.get("summary", {})
     return Run(
@@ -522,7 +548,9 @@ def read_run(
         cores=report["cores"],
         peak_rss_bytes=report["peak_rss_bytes"],
         steal_share=report["steal_share"],
-        latencies=latencies,
+        other_share=report["other_share"],
+        processing=processing,
+        finished=finished,
         stage_seconds=stage_seconds,
         engines=engines,
         mode=summary.get("mode"),

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import textwrap
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import hybrid_threshold
-from common import DOC_PATH, is_busy, replace_section
+from common import BUSY_LOAD, DOC_PATH, is_busy, replace_section
 
 if TYPE_CHECKING:
     from models import Contender, Measurement, Part, Prepared, Results, Run
@@ -21,6 +22,11 @@ DOC_OWNER = "benchmarks/models.py"
 UNIFORM_SMALL = "0.3 MP"
 # Engines within this share of each other count as even in the threshold text.
 EVEN_MARGIN = 0.05
+# Above this share of the machine's CPU time used by other processes during
+# a run, the page warns that the wall times are noisy.
+OTHER_BUSY_SHARE = 0.05
+# Percentiles of processing time and time to result in the tables.
+PERCENTILES = (50, 95, 99)
 
 
 def milliseconds(seconds: float | None) -> str:
@@ -28,6 +34,18 @@ def milliseconds(seconds: float | None) -> str:
         return "-"
     value = 1000 * seconds
     return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
+
+
+def seconds_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def milliseconds_with_unit(seconds: float) -> str:
+    return f"{milliseconds(seconds)} ms"
+
+
+def seconds_with_unit(seconds: float) -> str:
+    return f"{seconds:.2f} s"
 
 
 def number(value: float | None, digits: int = 1) -> str:
@@ -167,9 +185,10 @@ class Report:
 
     def header(self, prepared: Prepared) -> list[str]:
         columns = ["contender", "mode run", "images/s", "spread"]
-        columns += ["p50 ms", "p95 ms", "p99 ms"]
+        columns += [f"processing p{q} ms" for q in PERCENTILES]
+        columns += [f"to result p{q} s" for q in PERCENTILES]
         if prepared.small_names:
-            columns += ["small p50 ms", "small p95 ms"]
+            columns += ["small processing p95 ms", "small to result p95 s"]
         columns += ["peak tree RSS (MB)", "CPU use", "CPU ms per image", "notes"]
         return columns
 
@@ -186,13 +205,18 @@ class Report:
                 ", ".join(measurement.modes()) or "-",
                 number(measurement.images_per_second(count)),
                 percent(measurement.wall_spread()),
-                *(milliseconds(measurement.latency(q)) for q in (0.5, 0.95, 0.99)),
+            ]
+            quantiles = [q / 100 for q in PERCENTILES]
+            row += [milliseconds(measurement.latency(q)) for q in quantiles]
+            row += [
+                seconds_text(measurement.latency(q, source="finished"))
+                for q in quantiles
             ]
             if prepared.small_names:
                 small = prepared.small_names
                 row += [
-                    milliseconds(measurement.latency(0.5, small)),
                     milliseconds(measurement.latency(0.95, small)),
+                    seconds_text(measurement.latency(0.95, small, "finished")),
                 ]
             notes = sorted(measurement.warnings)
             if measurement.errors:
@@ -267,7 +291,7 @@ class Report:
         listing = ", ".join(f"{self.label(key)} {value:.1f}" for value, key in ranked)
         notes = [f"Images/s, fastest first: {listing}.", *notes]
         notes.append(self.rounds_won_note(mix, [k for v, k in ranked if k != "hybrid"]))
-        notes += [self.auto_note(mix), self.large_lane_note(mix)]
+        notes += [self.auto_note(mix), self.engines_note(mix)]
         bullets = "\n".join(f"- {note}" for note in notes if note)
         return f"{question} {answer}\n\n{bullets}"
 
@@ -339,81 +363,95 @@ class Report:
             f"({auto_speed / hybrid - 1:+.0%}) gives an idea of the run-to-run noise."
         )
 
-    def large_lane_note(self, mix: Prepared) -> str:
-        """Describe the work of hybrid's libvips lane, from the reports' engines."""
-        from imgflow.executors.hybrid import HybridExecutor
-
+    def engines_note(self, mix: Prepared) -> str:
+        """Count the photos hybrid rendered with each engine, from its reports."""
         hybrid = self.get(mix.name, "hybrid")
         if hybrid is None or not hybrid.runs:
             return ""
-        lane_workers = HybridExecutor(self.args.workers).large_workers
-        busy_seconds = []
-        images = 0
+        counts: dict[str, list[int]] = {}
         for run in hybrid.runs:
-            on_vips = [name for name, engine in run.engines.items() if engine == "vips"]
-            images = len(on_vips)
-            busy_seconds.append(sum(run.latencies[name] for name in on_vips))
-        wall = statistics.median(run.wall_seconds for run in hybrid.runs)
+            per_engine = Counter(run.engines.values())
+            for engine, count in per_engine.items():
+                counts.setdefault(engine, []).append(count)
+        listed = join_words(
+            [
+                f"{statistics.median(values):g} photos with `{engine}`"
+                for engine, values in sorted(counts.items())
+            ]
+        )
         return (
-            f"With `--workers {self.args.workers}`, hybrid runs "
-            f"{plural(self.args.workers, 'Pillow worker')} and a libvips lane of "
-            f"{plural(lane_workers, 'worker')}. The lane rendered the "
-            f"{images} photos that the report lists with engine `vips`; their "
-            f"processing times add up to {statistics.median(busy_seconds):.1f} s per "
-            f"run (median), against {wall:.1f} s for the whole run."
+            f"Hybrid's reports name the engine of each photo: per run (median), "
+            f"{listed}. Both kinds ran on one pool of "
+            f"{plural(self.args.workers, 'worker')}, as parallel's photos do."
         )
 
     def latency_verdict(self, mix: Prepared) -> str:
         """Build the verdict on whether pipelined or hybrid lower the small p95."""
-        small = mix.small_names
         question = (
             "**Do pipelined or hybrid give the small photos of the mix a lower p95 "
-            "latency than parallel?**"
+            "than parallel?** Time to result is what a caller waits for a photo; "
+            "processing time leaves out the wait for a free worker."
         )
         parallel = self.get(mix.name, "parallel")
-        base = parallel.latency(0.95, small) if parallel else None
-        if base is None:
+        if parallel is None or not parallel.runs:
             return f"{question} Not measured: the parallel runs failed."
         notes = []
         for key in ("pipelined", "hybrid"):
-            measurement = self.get(mix.name, key)
-            value = measurement.latency(0.95, small) if measurement else None
-            if measurement is None or value is None:
+            if self.get(mix.name, key) is None:
                 notes.append(f"{key}: not measured.")
                 continue
-            verdict = "yes" if value < base else "no"
-            won, total = self.rounds_won(
-                mix.name,
-                key,
-                "parallel",
-                lambda run: percentile_of(run.latencies, 0.95, small),
-            )
-            notes.append(
-                f"{key}: {verdict}, {milliseconds(value)} ms against parallel's "
-                f"{milliseconds(base)} ms, lower in {won} of {total} rounds. "
-                + self.latency_reason(mix, key)
-            )
+            notes.append(self.small_p95_note(mix, key, "finished"))
+            notes.append(self.small_p95_note(mix, key, "processing"))
         bullets = "\n".join(f"- {note}" for note in notes)
         return (
-            f"{question}\n\n{bullets}\n\nThe table splits each p95 into the time "
-            "inside imgflow's stages and the rest, and gives the same contender's "
-            f"p95 on the {UNIFORM_SMALL} workload, where no large photo shares the "
-            "cores."
+            f"{question}\n\n{bullets}\n\nThe table gives medians over the rounds "
+            "for the small photos of the mix. It lists the p95 of three measures: "
+            "processing time, time inside imgflow's stages and time to result. "
+            "Then it gives when the last small photo's result arrived and how "
+            "long the whole run took. The last column is the contender's p95 "
+            f"processing time on the {UNIFORM_SMALL} workload, where no large "
+            "photo shares the cores."
         )
 
-    def latency_reason(self, mix: Prepared, key: str) -> str:
-        """Return the figures behind one model's small p95: stages and 0.3 MP alone."""
+    def small_p95_note(self, mix: Prepared, key: str, source: str) -> str:
+        """Compare one model's small-photo p95 with parallel's on one measure."""
         small = mix.small_names
         measurement = self.get(mix.name, key)
         parallel = self.get(mix.name, "parallel")
         assert measurement is not None and parallel is not None
+        value = measurement.latency(0.95, small, source)
+        base = parallel.latency(0.95, small, source)
+        kind = "time to result" if source == "finished" else "processing time"
+        if value is None or base is None:
+            return f"{key}, {kind}: not measured."
+        show = seconds_with_unit if source == "finished" else milliseconds_with_unit
+        won, total = self.rounds_won(
+            mix.name,
+            key,
+            "parallel",
+            lambda run: percentile_of(getattr(run, source), 0.95, small),
+        )
+        text = (
+            f"{key}, {kind}: {'yes' if value < base else 'no'}, {show(value)} "
+            f"against parallel's {show(base)}, lower in {won} of {total} rounds."
+        )
+        if source == "processing":
+            text += self.processing_reason(mix, key)
+        return text
+
+    def processing_reason(self, mix: Prepared, key: str) -> str:
+        """Return the figures behind a small processing p95: stages and 0.3 MP alone."""
+        small = mix.small_names
+        measurement = self.get(mix.name, key)
+        assert measurement is not None
         total = measurement.latency(0.95, small)
         inside = measurement.latency(0.95, small, "stage_seconds")
         sentences = []
         if total and inside is not None and inside < 0.5 * total:
             sentences.append(
-                f"Inside the stages its p95 is {milliseconds(inside)} ms; the rest "
-                "is time queued between the stages, which its latency counts."
+                f"Inside the stages its p95 is {milliseconds_with_unit(inside)}. "
+                "The rest is time queued between the stages, which its processing "
+                "time counts."
             )
         alone = self.get(UNIFORM_SMALL, key)
         parallel_alone = self.get(UNIFORM_SMALL, "parallel")
@@ -423,38 +461,22 @@ class Report:
             if value is not None and base is not None:
                 sentences.append(
                     f"On the {UNIFORM_SMALL} workload alone its p95 is "
-                    f"{milliseconds(value)} ms against parallel's "
-                    f"{milliseconds(base)} ms."
+                    f"{milliseconds_with_unit(value)} against parallel's "
+                    f"{milliseconds_with_unit(base)}."
                 )
-            if key == "hybrid" and value is not None and base is not None:
-                if value < base and total is not None and total >= self.small_p95(mix):
-                    sentences.append(self.shared_cores_note(measurement))
-        return " ".join(sentences)
-
-    def small_p95(self, mix: Prepared) -> float:
-        parallel = self.get(mix.name, "parallel")
-        assert parallel is not None
-        return parallel.latency(0.95, mix.small_names) or 0.0
-
-    def shared_cores_note(self, hybrid: Measurement) -> str:
-        from imgflow.executors.hybrid import HybridExecutor
-
-        workers = self.args.workers
-        processes = workers + HybridExecutor(workers).large_workers
-        cores = hybrid.runs[0].cores
-        return (
-            "So its small photos are faster on their own and slower beside the "
-            f"large ones. In the mix, its {processes} worker processes share "
-            f"{cores} cores, where parallel runs {plural(workers, 'worker')}."
-        )
+        return "".join(f" {sentence}" for sentence in sentences)
 
     def small_latency_rows(self, mix: Prepared) -> list[list[str]]:
+        small = mix.small_names
         rows = [
             [
                 "small photos of the mix",
-                "p95 ms",
+                "p95 processing ms",
                 "p95 inside the stages ms",
-                f"p95 on the {UNIFORM_SMALL} workload ms",
+                "p95 time to result s",
+                "last small result s",
+                "whole run s",
+                f"p95 processing on the {UNIFORM_SMALL} workload ms",
             ]
         ]
         for contender in self.contenders:
@@ -463,13 +485,16 @@ class Report:
                 continue
             inside = None
             if contender.is_imgflow:
-                inside = measurement.latency(0.95, mix.small_names, "stage_seconds")
+                inside = measurement.latency(0.95, small, "stage_seconds")
             uniform = self.get(UNIFORM_SMALL, contender.key)
             rows.append(
                 [
                     contender.label,
-                    milliseconds(measurement.latency(0.95, mix.small_names)),
+                    milliseconds(measurement.latency(0.95, small)),
                     milliseconds(inside),
+                    seconds_text(measurement.latency(0.95, small, "finished")),
+                    seconds_text(measurement.latency(1.0, small, "finished")),
+                    seconds_text(measurement.median_of(lambda run: run.wall_seconds)),
                     milliseconds(uniform.latency(0.95) if uniform else None),
                 ]
             )
@@ -491,15 +516,20 @@ class Report:
             lines.append(line + ".")
         return "\n".join(lines)
 
-    def hybrid_lanes_text(self) -> str:
-        from imgflow.executors.hybrid import HybridExecutor
+    def hybrid_text(self) -> str:
+        from imgflow.executors.hybrid import DEFAULT_BATCH_SIZE, DEFAULT_SMALL_PIXELS
 
         workers = self.args.workers
-        lane = HybridExecutor(workers).large_workers
+        # HybridExecutor._fill stops admitting inputs at this many of each kind.
+        small_window = DEFAULT_BATCH_SIZE * workers
         return (
-            f"Hybrid runs {plural(workers, 'Pillow worker')} plus a libvips lane "
-            f"of {plural(lane, 'worker')}, so it starts {workers + lane} worker "
-            f"processes where parallel and pipelined start {workers}."
+            f"Hybrid runs one pool of {workers} worker processes, as parallel "
+            "does. Each task names its engine: a batch of up to "
+            f"{DEFAULT_BATCH_SIZE} small baseline JPEGs (up to "
+            f"{DEFAULT_SMALL_PIXELS:,} pixels) for the Pillow fast path, or one "
+            "other image for libvips. Small batches are dispatched first among the "
+            f"inputs admitted so far, and hybrid stops admitting inputs while "
+            f"{small_window} small or {workers} other ones wait."
         )
 
     def threshold_text(self) -> str:
@@ -537,30 +567,62 @@ class Report:
         )
 
     def default_compared(self, threshold: hybrid_threshold.Threshold) -> str:
+        """Place DEFAULT_SMALL_PIXELS of the measured commit against the sizes."""
         from imgflow.executors.hybrid import DEFAULT_SMALL_PIXELS
 
+        bracket = threshold.bracket("cpu")
         crossover = threshold.crossover_mp("cpu")
-        if crossover is None:
+        if bracket is None or crossover is None:
             return ""
+        low, high = bracket
         setting = (
             f"`DEFAULT_SMALL_PIXELS` in `imgflow/executors/hybrid.py` is "
             f"{DEFAULT_SMALL_PIXELS:,} at the measured commit"
         )
-        if crossover * 1e6 < DEFAULT_SMALL_PIXELS:
+        if DEFAULT_SMALL_PIXELS < low.pixels:
             return (
-                f"\n{setting}, above the crossover, so hybrid sends photos to "
-                "Pillow in a range where libvips renders them faster.\n"
+                f"\n{setting}, below {low.megapixels:g} MP ({low.pixels:,} pixels), "
+                "so hybrid leaves to libvips some photos that Pillow renders "
+                "faster.\n"
             )
-        return f"\n{setting}, at or below the crossover.\n"
+        if DEFAULT_SMALL_PIXELS >= high.pixels:
+            return (
+                f"\n{setting}, at or above {high.megapixels:g} MP "
+                f"({high.pixels:,} pixels), so hybrid sends photos to Pillow in a "
+                "range where libvips renders them faster.\n"
+            )
+        estimate = round(crossover * 1e6, -4)
+        if estimate == DEFAULT_SMALL_PIXELS:
+            side = f"It is the interpolated crossover, rounded to {estimate:,.0f}."
+        elif estimate < DEFAULT_SMALL_PIXELS:
+            side = (
+                f"It is above the interpolated crossover of about {estimate:,.0f} "
+                "pixels, so by that estimate hybrid sends the photos from there up "
+                "to the setting to Pillow, where libvips would be faster."
+            )
+        else:
+            side = (
+                f"It is below the interpolated crossover of about {estimate:,.0f} "
+                "pixels."
+            )
+        return (
+            f"\n{setting}. That lies between {low.megapixels:g} MP "
+            f"({low.pixels:,} pixels), where Pillow is faster, and "
+            f"{high.megapixels:g} MP ({high.pixels:,} pixels), where libvips is, "
+            f"and no size in between was measured. {side}\n"
+        )
 
-    def steal_text(self) -> str:
-        """Describe the share of CPU time the hypervisor took during the runs."""
-        shares = [
-            run.steal_share
+    def shares(self, field_name: str) -> list[float]:
+        """Return one per-run share field (``steal_share``, ``other_share``)."""
+        return [
+            value
             for measurement in self.results.values()
             for run in measurement.runs
-            if run.steal_share is not None
+            if (value := getattr(run, field_name)) is not None
         ]
+
+    def shares_text(self, field_name: str) -> str:
+        shares = self.shares(field_name)
         if not shares:
             return "not measured"
         return (
@@ -577,9 +639,22 @@ class Report:
         return text
 
     def busy(self) -> bool:
+        """Tell whether other programs took a noticeable share of the CPU."""
+        others = self.shares("other_share")
+        if others:
+            return max(others) > OTHER_BUSY_SHARE
         loads = [self.machine["load"], self.machine["load_after"]]
         loads += [f"{load:.2f}" for load in self.loads]
         return any(is_busy(load) for load in loads)
+
+    def load_note(self) -> str:
+        others = self.shares("other_share")
+        if self.busy():
+            share = f"up to {percent(max(others))}" if others else "an unmeasured share"
+            return BUSY_NOTE.format(share=share)
+        if others and any(load > BUSY_LOAD for load in self.loads):
+            return LOAD_NOTE.format(share=percent(max(others)))
+        return ""
 
     def command(self) -> str:
         command = "python benchmarks/models.py --write-doc"
@@ -606,14 +681,15 @@ class Report:
             date=datetime.now(UTC).strftime("%Y-%m-%d"),
             rounds=f"{rounds} interleaved round{'s' if rounds != 1 else ''}",
             workers=self.args.workers,
-            hybrid_lanes=self.hybrid_lanes_text(),
+            hybrid=self.hybrid_text(),
             workloads=self.workloads_text(),
             verdicts=self.verdicts(),
             tables="\n\n".join(tables),
             threshold=self.threshold_text(),
             loads=self.load_text(),
-            steal=self.steal_text(),
-            busy_note=BUSY_NOTE if self.busy() else "",
+            steal=self.shares_text("steal_share"),
+            others=self.shares_text("other_share"),
+            load_note=self.load_note(),
             command=self.command(),
             **self.machine,
         )
@@ -626,17 +702,23 @@ class Report:
 
 
 BUSY_NOTE = """
-Other programs were running on the machine during this measurement, so the
-wall times, and with them images/s and latencies, carry more noise than on an
-idle machine. The spread column shows how much. Rounds interleave the
+Other programs used {share} of the machine's CPU time during a run, so the
+wall times, and with them images/s and times to result, carry more noise than
+on an idle machine. The spread column shows how much. Rounds interleave the
 contenders, so the load falls on all of them alike.
+"""
+
+LOAD_NOTE = """
+The load average decays over about a minute, so at the start of a round it
+still counts the benchmark's own processes of the round before. Other programs
+used at most {share} of the machine's CPU time during any run.
 """
 
 THRESHOLD_TEMPLATE = """\
 `benchmarks/hybrid_threshold.py` times `Pipeline.render` with
 `engine="pillow"` and `engine="vips"` on the same baseline JPEGs. Render is
 decode, the three default variants and their encoding, the only step whose
-engine differs between hybrid's two lanes. It runs {photos} photos per size
+engine differs between hybrid's two kinds of task. It runs {photos} photos per size
 ({rotated}) for {rounds} rounds, in one process{core},
 with libvips limited to one thread as in a hybrid worker. Each value is the
 median over photos and rounds.
@@ -673,7 +755,7 @@ Photos from `imgflow.samples`, the generator behind `imgflow samples DIR
 Contenders, with `--workers {workers}` except sequential:
 
 - `imgflow run SET --out DIR --mode MODE --report FILE --quiet` for each of
-  sequential (one process), parallel, pipelined, hybrid and auto. {hybrid_lanes}
+  sequential (one process), parallel, pipelined, hybrid and auto. {hybrid}
 - `ref_pyvips.py` and `ref_pillow.py`, the scripts described above, with
   `--timings FILE`.
 
@@ -686,15 +768,21 @@ Contenders, with `--workers {workers}` except sequential:
 - CPU time is the user plus system time of the reaped process tree, from
   `os.times()` in the wrapper. CPU use is that time over the wall time times
   the number of cores, so 100% means every core was busy for the whole run.
-- Latency is the per-image `seconds` of imgflow's `--report` and the scripts'
-  `--timings`. For sequential, parallel, hybrid and the scripts, it is the time
-  one process spends on the image, from reading it to writing its last file.
-  For pipelined, it runs from the start of loading to the end of storing, so it
-  also counts the waits in the queues between the stages. No other latency
-  counts the time an image waits for a free worker, so none of them shows a
-  small photo held up behind a large one. That would need the time each image
-  was submitted, which the reports do not record.
-- Every value is the median of the rounds (for latencies, of each round's
+- Processing time is the per-image `seconds` of imgflow's `--report` and the
+  scripts' `--timings`. For sequential, parallel, hybrid and the scripts, it is
+  the time one process spends on the image, from reading it to writing its last
+  file. For pipelined, it runs from the start of loading to the end of storing,
+  so it also counts the waits in the queues between the stages. It leaves out
+  the time an image waits for a free worker.
+- Time to result is the per-image `finished_seconds` of the same files: the
+  seconds from the start of the run to the moment imgflow's coordinating
+  process received the image's result, or the scripts' worker finished the
+  image. Every input is there at the start, so this is how long a caller
+  waited for the image, the wait for a free worker included. The clock starts
+  after the interpreter's start-up and imports, which the wall time counts. The
+  scripts' figure leaves out the trip of the result back to their parent
+  process.
+- Every value is the median of the rounds (for percentiles, of each round's
   percentile). Spread is the range of the rounds' wall times over their median.
   Every run is checked for 3 JPEG files per photo and, for imgflow, every image
   done; the notes column lists any shortfall.
@@ -723,7 +811,10 @@ Contenders, with `--workers {workers}` except sequential:
 - CPU time stolen by the hypervisor (`steal` in `/proc/stat`), as a share of
   the machine's CPU time during each run: {steal}. Stolen time counts in the
   wall time but in no process's CPU time.
-{busy_note}
+- CPU time of other processes, as a share of the machine's CPU time during
+  each run: {others}. It is the busy time in `/proc/stat` less the CPU time of
+  the run's process tree and of its wrapper.
+{load_note}
 ### Reproduce
 
 ```

@@ -7,8 +7,10 @@ while thumbnailing. That result is kept in memory, 1024 px is derived from it an
 block is read with Pillow, as a metadata stage would. Worker processes each handle whole images, because
 processes across images scale better than libvips threads inside one image.
 
-``--timings FILE`` writes each photo's processing time as JSON, in the shape of
-``imgflow run --report``: ``{"images": [{"source": ..., "seconds": ...}]}``.
+``--timings FILE`` writes each photo's processing time and the time at which
+its worker finished it, in seconds since ``main`` started, as JSON in the shape
+of ``imgflow run --report``:
+``{"images": [{"source": ..., "seconds": ..., "finished_seconds": ...}]}``.
 
 Usage: python benchmarks/ref_pyvips.py --out DIR [--workers N] [--timings FILE] FILE...
 """
@@ -56,22 +58,36 @@ def process(path_text: str, out_dir_text: str) -> int:
         return len(source.getexif())
 
 
-def timed_process(path_text: str, out_dir_text: str) -> float:
-    """Run ``process`` on one photo and return its wall time in seconds."""
+def timed_process(path_text: str, out_dir_text: str) -> tuple[float, float]:
+    """Run ``process`` on one photo; return its wall time and its end time.
+
+    The end time is ``time.time()``, because the workers and the parent
+    process share that clock.
+    """
     started = time.perf_counter()
     process(path_text, out_dir_text)
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    return seconds, time.time()
 
 
-def write_timings(path: Path, sources: list[str], seconds: list[float]) -> None:
+def write_timings(
+    path: Path, sources: list[str], timings: list[tuple[float, float]], started: float
+) -> None:
+    """Write each photo's time and its end time since ``started`` as JSON."""
     images = [
-        {"source": source, "seconds": round(value, 4)}
-        for source, value in zip(sources, seconds, strict=True)
+        {
+            "source": source,
+            "seconds": round(seconds, 4),
+            "finished_seconds": round(ended - started, 4),
+        }
+        for source, (seconds, ended) in zip(sources, timings, strict=True)
     ]
     path.write_text(json.dumps({"images": images}))
 
 
-def run_pool(workers: int, paths: list[str], out_dirs: list[str]) -> list[float]:
+def run_pool(
+    workers: int, paths: list[str], out_dirs: list[str]
+) -> list[tuple[float, float]]:
     """Process the photos on a pool of worker processes; return their times."""
     chunksize = max(1, len(paths) // (workers * 8))
     with ProcessPoolExecutor(workers, initializer=configure_libvips) as pool:
@@ -80,13 +96,17 @@ def run_pool(workers: int, paths: list[str], out_dirs: list[str]) -> list[float]
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The clock of finished_seconds starts after the imports, as imgflow's
+    # does, so neither counts the interpreter's start-up.
+    started = time.time()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("files", nargs="+", type=Path, help="input JPEG files")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument(
         "--timings",
         type=Path,
-        help="write each photo's processing time in seconds to this JSON file",
+        help="write each photo's processing time and end time, in seconds, to this "
+        "JSON file",
     )
     parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="worker processes"
@@ -100,14 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     out_dirs = [str(args.out)] * len(paths)
     if args.workers == 1:
         configure_libvips()
-        seconds = [
+        timings = [
             timed_process(path, out_dir)
             for path, out_dir in zip(paths, out_dirs, strict=True)
         ]
     else:
-        seconds = run_pool(args.workers, paths, out_dirs)
+        timings = run_pool(args.workers, paths, out_dirs)
     if args.timings is not None:
-        write_timings(args.timings, paths, seconds)
+        write_timings(args.timings, paths, timings, started)
     return 0
 
 
