@@ -36,6 +36,10 @@ from imgflow.stages.validate import peek_header
 # 1.5x slower at 1 MP. The limit keeps 800 x 600 photos on the fast path.
 DEFAULT_SMALL_PIXELS = 480_000
 DEFAULT_BATCH_SIZE = 4
+# Large images admitted and waiting for a worker, per worker: enough to look
+# past a run of large inputs for small ones, while the ordering window and
+# the in-flight count stay small.
+LARGE_BACKLOG_PER_WORKER = 8
 
 SMALL, LARGE = "pillow", "vips"
 
@@ -93,10 +97,15 @@ class HybridExecutor:
     def _fill(
         self, feeder: Feeder, small: _Backlog, large: _Backlog, pipeline: Pipeline
     ) -> None:
-        """Admit and route sources until a backlog has a round of work."""
+        """Admit and route sources until a backlog has enough waiting.
+
+        Large images may queue deeper than a round of work, so admission
+        goes on past them and finds the small photos behind them, which are
+        dispatched first. Only source references wait here, no pixels.
+        """
         while (
             len(small.waiting) < self.batch_size * self.workers
-            and len(large.waiting) < self.workers
+            and len(large.waiting) < LARGE_BACKLOG_PER_WORKER * self.workers
         ):
             source = feeder.admit()
             if source is None:
