@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imgflow.catalog import RunInfo, SQLiteCatalog
 from imgflow.catalog.sqlite import IN_PROGRESS, PENDING
@@ -33,13 +33,16 @@ from imgflow.records import ImageResult, Source
 from imgflow.stages.ingest import Filters, IngestIssue, iter_inputs
 from imgflow.stages.store import TEMP_PREFIX, OutputLayout, image_key
 from imgflow.stats import percentile
-from imgflow.telemetry.metrics import RunMetrics
 from imgflow.telemetry.report import (
     failures_by_reason,
     html_page,
     stage_latency,
     throughput_series,
 )
+
+if TYPE_CHECKING:
+    # Only a type here: prometheus_client is imported when metrics are served.
+    from imgflow.telemetry.metrics import RunMetrics
 
 log = logging.getLogger(__name__)
 

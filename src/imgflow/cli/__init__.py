@@ -1,6 +1,8 @@
-"""The `imgflow` command line: one module per command or command group."""
+"""The `imgflow` command line: one module per command or command group.
 
-from imgflow.cli import compare, dlq, profile, recommend, run, setup
+Command modules are imported when their command runs (see `LazyGroup`).
+"""
+
 from imgflow.cli.app import main
 
-__all__ = ["main", "compare", "dlq", "profile", "recommend", "run", "setup"]
+__all__ = ["main"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -63,7 +65,47 @@ LOG_FORMAT_OPTION = click.option(
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A command group that imports a command's module only when it is used.
+
+    `imgflow run` then loads neither the advisor nor its charts, which
+    keeps start-up short on every run.
+    """
+
+    def __init__(
+        self, *args: Any, lazy_commands: dict[str, str], **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        # Command name -> "module:attribute" of its click command.
+        self.lazy_commands = lazy_commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = self.lazy_commands.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, attribute = target.split(":")
+        command: click.Command = getattr(
+            importlib.import_module(module_name), attribute
+        )
+        return command
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    lazy_commands={
+        "run": "imgflow.cli.run:run",
+        "dlq": "imgflow.cli.dlq:dlq",
+        "init": "imgflow.cli.setup:init",
+        "samples": "imgflow.cli.setup:samples",
+        "profile": "imgflow.cli.profile:profile",
+        "compare": "imgflow.cli.compare:compare",
+        "recommend": "imgflow.cli.recommend:recommend",
+    },
+)
 @click.version_option(package_name="imgflow")
 def main() -> None:
     """imgflow: run one image pipeline under the execution model that fits."""

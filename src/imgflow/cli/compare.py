@@ -25,7 +25,7 @@ from imgflow.advisor.compare import (
     table_rows,
     unfinished_images,
 )
-from imgflow.cli.app import CONFIG_OPTION, main, plural, setup_logging, stderr, stdout
+from imgflow.cli.app import CONFIG_OPTION, plural, setup_logging, stderr, stdout
 from imgflow.cli.profile import collect_sample
 from imgflow.config import load_config
 from imgflow.errors import ConfigError, ExitCode, UsageError
@@ -95,7 +95,7 @@ def _table(comparison: Comparison) -> Table:
     return table
 
 
-@main.command()
+@click.command()
 @click.argument("inputs", nargs=-1)
 @CONFIG_OPTION
 @click.option(

@@ -11,7 +11,7 @@ import click
 from rich.table import Table
 
 from imgflow.catalog import SQLiteCatalog
-from imgflow.cli.app import main, plural, setup_logging, stderr, stdout
+from imgflow.cli.app import plural, setup_logging, stderr, stdout
 from imgflow.cli.run import execute_with_progress, print_summary
 from imgflow.config import load_config, parse_config
 from imgflow.errors import ConfigError, ExitCode, UsageError
@@ -22,7 +22,7 @@ from imgflow.runner import RunRequest, collect_sources
 from imgflow.stages.store import OutputLayout
 
 
-@main.group()
+@click.group()
 def dlq() -> None:
     """List, inspect, retry or purge the dead-letter queue of an output folder.
 

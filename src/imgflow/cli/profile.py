@@ -27,7 +27,7 @@ from imgflow.advisor.profile import (
     time_images,
     write_profile,
 )
-from imgflow.cli.app import CONFIG_OPTION, main, plural, setup_logging, stderr, stdout
+from imgflow.cli.app import CONFIG_OPTION, plural, setup_logging, stderr, stdout
 from imgflow.config import PipelineConfig, load_config
 from imgflow.errors import ConfigError, ExitCode, UsageError
 from imgflow.outdir import check_output_file
@@ -232,7 +232,7 @@ def _profile(
     return result
 
 
-@main.command()
+@click.command()
 @click.argument("inputs", nargs=-1)
 @CONFIG_OPTION
 @click.option(

@@ -16,7 +16,7 @@ from imgflow.advisor.costs import ESTIMATE, read_profile
 from imgflow.advisor.planning import MAX_BUDGET_SECONDS
 from imgflow.advisor.rates import Rate, parse_rate
 from imgflow.advisor.recommend import Advice, AdviceRequest, advise
-from imgflow.cli.app import main, stderr, stdout
+from imgflow.cli.app import stderr, stdout
 from imgflow.errors import ExitCode, UsageError
 from imgflow.outdir import check_output_file
 
@@ -111,7 +111,7 @@ def _bytes_option(
     return size
 
 
-@main.command()
+@click.command()
 @click.option(
     "--profile",
     "profile_path",

@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.progress import (
@@ -24,7 +25,6 @@ from rich.table import Table
 from imgflow.cli.app import (
     CONFIG_OPTION,
     LOG_FORMAT_OPTION,
-    main,
     plural,
     print_error,
     setup_logging,
@@ -45,7 +45,10 @@ from imgflow.runner import (
 )
 from imgflow.stages.ingest import Filters
 from imgflow.telemetry.logs import LogFormat
-from imgflow.telemetry.metrics import DEFAULT_ADDRESS, RunMetrics, serve_metrics
+
+if TYPE_CHECKING:
+    from imgflow.telemetry.metrics import RunMetrics
+from imgflow.telemetry import DEFAULT_METRICS_ADDRESS
 
 MAX_LISTED_PROBLEMS = 50
 
@@ -111,7 +114,7 @@ def _problems_table(summary: RunSummary) -> Table | None:
     return table
 
 
-@main.command()
+@click.command()
 @click.argument("inputs", nargs=-1)
 @click.option(
     "--out",
@@ -224,7 +227,7 @@ def _problems_table(summary: RunSummary) -> Table | None:
 )
 @click.option(
     "--metrics-address",
-    default=DEFAULT_ADDRESS,
+    default=DEFAULT_METRICS_ADDRESS,
     show_default=True,
     metavar="ADDRESS",
     help="Address the metrics endpoint listens on.",
@@ -380,12 +383,14 @@ def _metrics(
 ) -> Iterator[RunMetrics | None]:
     """Serve run metrics for the duration of the block when a port is given."""
     if port is None:
-        if address != DEFAULT_ADDRESS:
+        if address != DEFAULT_METRICS_ADDRESS:
             raise UsageError("--metrics-address needs --metrics-port")
         yield None
         return
     if not address.strip():
         raise UsageError("--metrics-address is empty; give an IP address or host name")
+    from imgflow.telemetry.metrics import RunMetrics, serve_metrics
+
     metrics = RunMetrics()
     try:
         server = serve_metrics(metrics.registry, port, address)

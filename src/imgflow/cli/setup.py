@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
-from imgflow.cli.app import main, plural, stderr, stdout
+from imgflow.cli.app import plural, stderr, stdout
 from imgflow.config import starter_config
 from imgflow.errors import ExitCode
 
 
-@main.command()
+@click.command()
 @click.argument("path", type=click.Path(path_type=Path), default="imgflow.toml")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(path: Path, force: bool) -> None:
@@ -31,7 +31,7 @@ def init(path: Path, force: bool) -> None:
     stdout.print(f"Wrote {path}", highlight=False)
 
 
-@main.command()
+@click.command()
 @click.argument("out_dir", type=click.Path(path_type=Path))
 @click.option(
     "--count",

@@ -25,10 +25,10 @@ from imgflow.errors import RETRYABLE, Status
 from imgflow.executors.base import RunControl
 from imgflow.records import ImageResult
 from imgflow.stages import ingest
+from imgflow.telemetry import DEFAULT_METRICS_ADDRESS
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ADDRESS = "127.0.0.1"
 
 # Seconds; from a header-only rejection to a slow decode of a huge image.
 IMAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -225,7 +225,7 @@ class MetricsServer:
 
 
 def serve_metrics(
-    registry: CollectorRegistry, port: int, address: str = DEFAULT_ADDRESS
+    registry: CollectorRegistry, port: int, address: str = DEFAULT_METRICS_ADDRESS
 ) -> MetricsServer:
     """Serve `registry` on `address`:`port` (0 picks a free port) until closed.
 
