@@ -17,16 +17,12 @@ Usage: python benchmarks/ref_pyvips.py --out DIR [--workers N] [--timings FILE] 
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pyvips
 from PIL import Image
+from ref_harness import run_reference
 
 VARIANTS = (("large", 2048), ("medium", 1024), ("thumb", 256))
 JPEG_QUALITY = 85
@@ -58,77 +54,10 @@ def process(path_text: str, out_dir_text: str) -> int:
         return len(source.getexif())
 
 
-def timed_process(path_text: str, out_dir_text: str) -> tuple[float, float]:
-    """Run ``process`` on one photo; return its wall time and its end time.
-
-    The end time is ``time.time()``, because the workers and the parent
-    process share that clock.
-    """
-    started = time.perf_counter()
-    process(path_text, out_dir_text)
-    seconds = time.perf_counter() - started
-    return seconds, time.time()
-
-
-def write_timings(
-    path: Path, sources: list[str], timings: list[tuple[float, float]], started: float
-) -> None:
-    """Write each photo's time and its end time since ``started`` as JSON."""
-    images = [
-        {
-            "source": source,
-            "seconds": round(seconds, 4),
-            "finished_seconds": round(ended - started, 4),
-        }
-        for source, (seconds, ended) in zip(sources, timings, strict=True)
-    ]
-    path.write_text(json.dumps({"images": images}))
-
-
-def run_pool(
-    workers: int, paths: list[str], out_dirs: list[str]
-) -> list[tuple[float, float]]:
-    """Process the photos on a pool of worker processes; return their times."""
-    chunksize = max(1, len(paths) // (workers * 8))
-    with ProcessPoolExecutor(workers, initializer=configure_libvips) as pool:
-        # list() re-raises the first worker error, which ends the run non-zero.
-        return list(pool.map(timed_process, paths, out_dirs, chunksize=chunksize))
-
-
 def main(argv: list[str] | None = None) -> int:
-    # The clock of finished_seconds starts after the imports, as imgflow's
-    # does, so neither counts the interpreter's start-up.
-    started = time.time()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("files", nargs="+", type=Path, help="input JPEG files")
-    parser.add_argument("--out", required=True, type=Path, help="output directory")
-    parser.add_argument(
-        "--timings",
-        type=Path,
-        help="write each photo's processing time and end time, in seconds, to this "
-        "JSON file",
+    return run_reference(
+        __doc__.splitlines()[0], process, argv, configure=configure_libvips
     )
-    parser.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1, help="worker processes"
-    )
-    args = parser.parse_args(argv)
-    if args.workers < 1:
-        parser.error(f"--workers must be 1 or more, got {args.workers}")
-    args.out.mkdir(parents=True, exist_ok=True)
-
-    paths = [str(path) for path in args.files]
-    out_dirs = [str(args.out)] * len(paths)
-    if args.workers == 1:
-        configure_libvips()
-        timings = [
-            timed_process(path, out_dir)
-            for path, out_dir in zip(paths, out_dirs, strict=True)
-        ]
-    else:
-        timings = run_pool(args.workers, paths, out_dirs)
-    if args.timings is not None:
-        write_timings(args.timings, paths, timings, started)
-    return 0
 
 
 if __name__ == "__main__":
