@@ -136,8 +136,8 @@ def _problems_table(summary: RunSummary) -> Table | None:
     type=click.IntRange(min=1),
     default=None,
     help=(
-        "Worker processes [default: one per CPU core]. Hybrid mode runs this "
-        "many on its fast path and half as many (at least one) for large images."
+        "Worker processes [default: one per CPU core]; hybrid mode shares them "
+        "between its fast path and libvips. Sequential mode runs in one process."
     ),
 )
 @click.option(
