@@ -3,9 +3,9 @@
 A `TreeSampler` polls the resident memory of a process and all of its
 descendants on a background thread. CPU time comes from `os.times()` of
 the measuring process, which includes the children it has reaped, so it
-counts worker processes too, provided every process of the tree has ended
-and been waited for when the sampler stops (a pool that is closed, a
-subprocess that was waited for).
+counts worker processes too. That holds only if every process of the tree
+has ended and been waited for when the sampler stops, as with a closed
+pool or a subprocess that was waited for.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def tree_resident_bytes(root: psutil.Process) -> int:
 
 @dataclass(slots=True)
 class Usage:
-    """What a process tree used over one measured interval."""
+    """Resource use of a process tree over one measured interval."""
 
     wall_seconds: float
     cpu_seconds: float

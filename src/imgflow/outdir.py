@@ -33,10 +33,10 @@ def check_writable(out_dir: Path) -> None:
 def check_output_file(path: Path, option: str) -> Path:
     """Check that a report file can be written at `path`; return where to write.
 
-    Reports are written to a temporary file and renamed over the target, so
-    a symlink is followed (the report replaces its target and the link
-    stays), and an existing path that is not a regular file (a folder, a
-    device such as /dev/stdout, a FIFO) is rejected rather than replaced.
+    Reports are written to a temporary file and renamed over the target.
+    So a symlink is followed: the report replaces its target and the link
+    stays. An existing path that is not a regular file (a folder, a device
+    such as /dev/stdout, a FIFO) is rejected rather than replaced.
     `option` names the command-line option in messages.
     """
     target = Path(os.path.realpath(path))

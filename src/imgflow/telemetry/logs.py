@@ -91,7 +91,7 @@ class RepeatFilter(logging.Filter):
     A kind is a logger, a level and a message template, so the same warning
     about a thousand different files counts as one kind. Errors and event
     records (those with an `event` field, such as the line per image that
-    `-v` asks for) always pass.
+    `-v` turns on) always pass.
     """
 
     def __init__(
