@@ -152,6 +152,7 @@ def test_scraped_dead_letters_counted(tmp_path: Path) -> None:
     sources, issues = collect_sources(request)
     markers = tmp_path / "markers"
     markers.mkdir()
+
     metrics = RunMetrics()
     summary = execute(
         request,
@@ -162,6 +163,7 @@ def test_scraped_dead_letters_counted(tmp_path: Path) -> None:
         metrics=metrics,
     )
     assert summary.counts.get("failed") == 1
+
     families = {
         f.name: f.samples for f in text_string_to_metric_families(_exposition(metrics))
     }
@@ -283,6 +285,7 @@ def test_worker_logs_carry_worker_name(
     sources, issues = collect_sources(request)
     markers = tmp_path / "markers"
     markers.mkdir()
+
     execute(
         request,
         sources,
@@ -290,6 +293,7 @@ def test_worker_logs_carry_worker_name(
         control=RunControl(retry=RetryPolicy(attempts=2, base_delay=0.01)),
         pipeline=FaultyPipeline(CONFIG, out, markers=markers),
     )
+
     records = [
         json.loads(line)
         for line in capfd.readouterr().err.splitlines()
@@ -303,7 +307,8 @@ def test_worker_logs_carry_worker_name(
     main_pids = {r["pid"] for r in records if r["worker"] == "main"}
     assert io_warning["pid"] not in main_pids
     retry = [r for r in records if r["worker"] == "main" and "retrying" in r["message"]]
-    assert retry and retry[0]["level"] == "WARNING"
+    assert retry
+    assert retry[0]["level"] == "WARNING"
 
 
 def test_repeat_filter_limits_repeats() -> None:

@@ -62,6 +62,7 @@ class RunMetrics:
             ["status", "reason"],
             registry=self.registry,
         )
+
         self.image_seconds = Histogram(
             "imgflow_image_duration_seconds",
             "Seconds from the start of an image's last attempt to its result.",
@@ -82,6 +83,7 @@ class RunMetrics:
             buckets=STAGE_BUCKETS,
             registry=self.registry,
         )
+
         self.retries = Counter(
             "imgflow_retries",
             "Failed attempts that were scheduled for another attempt, by reason.",
@@ -94,6 +96,7 @@ class RunMetrics:
             ["reason"],
             registry=self.registry,
         )
+
         self.read_bytes = Counter(
             "imgflow_read_bytes",
             "Bytes of source files read.",
@@ -109,6 +112,7 @@ class RunMetrics:
         for reason in sorted(RETRYABLE):
             self.retries.labels(reason=reason.value)
             self.dead_letters.labels(reason=reason.value)
+
         self._live = _LiveCollector()
         self.registry.register(self._live)
 
