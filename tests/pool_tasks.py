@@ -16,3 +16,13 @@ def behave(argument: tuple[str, float]) -> str:
     if action == "sleep":
         time.sleep(value)
     return f"{action}:{value}"
+
+
+# Set by a parent before it forks workers: a forked worker sees the value,
+# a spawned one, which imports this module afresh, does not.
+origin = "imported"
+
+
+def report_origin(_argument: object) -> tuple[str, int]:
+    """Return how this worker came to be and its process id."""
+    return origin, os.getpid()

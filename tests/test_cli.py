@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -239,3 +241,26 @@ def test_report_in_unwritable_folder_rejected_first(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert "cannot write in the folder /proc" in " ".join(result.output.split())
     assert not (tmp_path / "out" / "catalog.sqlite").exists()
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="workers are forked only on Linux"
+)
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_run_forks_workers_before_threads(
+    photos: Path, tmp_path: Path, log_format: str
+) -> None:
+    """The command forks its pool's workers before the progress bar's thread.
+
+    Forked workers skip the interpreter start and imports a spawned one
+    pays. A fresh process is needed: the test runner's own threads would
+    rule forking out. Text logs come with the progress bar.
+    """
+    command = [sys.executable, "-m", "imgflow", "run", str(photos)]
+    command += ["--out", str(tmp_path / "out"), "--mode", "parallel"]
+    command += ["--workers", "2", "-vv", "--log-format", log_format]
+    completed = subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env=dict(os.environ)
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "forked 2 workers ahead of their pool" in completed.stderr

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +115,77 @@ def test_time_limit_excludes_start_up() -> None:
         assert _drain(pool, 1)["quick"].outcome is Outcome.OK
     finally:
         pool.terminate()
+
+
+def _reserve_scenario(scenario: str) -> dict:
+    """Run one scenario of reserve_script.py in a fresh process."""
+    tests = Path(__file__).parent
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(tests), environment.get("PYTHONPATH")])
+    )
+    completed = subprocess.run(
+        [sys.executable, str(tests / "reserve_script.py"), scenario],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+    )
+    assert completed.stdout, completed.stderr
+    return json.loads(completed.stdout.splitlines()[0])
+
+
+def _gone(pid: int) -> bool:
+    """True once `pid` has exited (a zombie not yet reaped counts as exited)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="workers are forked only on Linux"
+)
+
+
+@linux_only
+def test_pool_takes_reserved_workers() -> None:
+    outcome = _reserve_scenario("adopted")
+    assert outcome == {"forked": 2, "origins": ["forked"]}
+
+
+@linux_only
+def test_reserve_skipped_with_threads() -> None:
+    """A second thread makes forking unsafe, so the pool spawns its workers."""
+    outcome = _reserve_scenario("threaded")
+    assert outcome == {"forked": 0, "origins": ["imported"]}
+
+
+@linux_only
+def test_unused_reserved_workers_released() -> None:
+    outcome = _reserve_scenario("unused")
+    assert outcome["forked"] == 2
+    assert len(outcome["pids"]) == 2
+    assert outcome["alive_after"] == []
+
+
+@linux_only
+def test_forked_worker_signal_handling() -> None:
+    """The parent's own SIGTERM handler does not carry over into a worker."""
+    outcome = _reserve_scenario("signals")
+    assert outcome["origins"] == ["forked"]
+    assert outcome["after_sigint"] is True
+    assert outcome["after_sigterm"] == -signal.SIGTERM
+
+
+@linux_only
+def test_forked_workers_exit_with_parent() -> None:
+    """Neither a taken nor an unused reserved worker outlives a killed parent."""
+    outcome = _reserve_scenario("orphaned")
+    assert outcome["forked"] == 2
+    assert len(outcome["pids"]) == 2
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not all(map(_gone, outcome["pids"])):
+        time.sleep(0.1)
+    assert all(map(_gone, outcome["pids"]))

@@ -284,9 +284,9 @@ def execute(
         mode, mode_reason = choice.mode, choice.reason
         log.info("mode %s chosen: %s", mode, mode_reason)
     workers = request.workers
-    if workers is not None and sources:
+    if sources:
         # More workers than images would only add start-up time.
-        workers = min(workers, len(sources))
+        workers = min(workers or default_workers(), len(sources))
     executor = make_executor(
         mode,
         workers,

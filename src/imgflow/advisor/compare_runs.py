@@ -25,6 +25,8 @@ from pathlib import Path
 
 from imgflow.config import PipelineConfig
 from imgflow.errors import ImgflowError, Status
+from imgflow.executors import pool_workers
+from imgflow.executors.pool import reserved_workers
 from imgflow.measure import TreeSampler, Usage
 from imgflow.records import Source
 from imgflow.runner import RunRequest, execute
@@ -161,7 +163,9 @@ def _measure_in_child(
             format=f"%(levelname)s %(name)s [{label}, pid %(process)d] %(message)s",
         )
         logging.getLogger("pyvips").setLevel(logging.ERROR)
-        with TreeSampler() as sampler:
+        workers = pool_workers(request.mode, request.workers, len(sources))
+        # The reserve comes first: the sampler starts a thread.
+        with reserved_workers(workers), TreeSampler() as sampler:
             summary = execute(request, sources, [])
         assert sampler.usage is not None
         latencies = [result.seconds for result in summary.results]

@@ -11,15 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from imgflow.cli.app import (
@@ -33,7 +24,8 @@ from imgflow.cli.app import (
 )
 from imgflow.config import load_config
 from imgflow.errors import ConfigError, ExitCode, Status, UsageError
-from imgflow.executors import MODES, RunControl
+from imgflow.executors import MODES, RunControl, pool_workers
+from imgflow.executors.pool import reserved_workers
 from imgflow.outdir import check_output_file, check_writable, locked
 from imgflow.runner import (
     RunRequest,
@@ -310,6 +302,8 @@ def run(
                 + "; ".join(f"{issue.path}: {issue.message}" for issue in issues[:5])
             )
         with (
+            # First, while this process has one thread and no output file open.
+            reserved_workers(pool_workers(mode, workers, len(sources))),
             locked(out_dir),
             _metrics(metrics_port, metrics_address, announce=not quiet) as metrics,
         ):
@@ -437,6 +431,17 @@ def _execute_with_bar(
     control: RunControl,
     metrics: RunMetrics | None,
 ) -> RunSummary:
+    # Imported here: a quiet run, as in scripts, has no bar to draw.
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from imgflow.executors.base import Executor, RunControl
 from imgflow.executors.hybrid import HybridExecutor
-from imgflow.executors.parallel import ParallelExecutor
+from imgflow.executors.parallel import ParallelExecutor, default_workers
 from imgflow.executors.pipelined import PipelinedExecutor
 from imgflow.executors.sequential import SequentialExecutor
 
 MODES = ("sequential", "parallel", "pipelined", "hybrid")
+
+
+def pool_workers(mode: str, workers: int | None, images: int) -> int:
+    """Count the worker processes a run in `mode` may start.
+
+    Every model but sequential runs one pool of `workers` processes, and
+    never more than there are images. In auto mode it is the most the
+    chosen model may need.
+    """
+    if mode == "sequential":
+        return 0
+    return min(workers or default_workers(), images)
 
 
 def make_executor(
@@ -42,4 +54,5 @@ __all__ = [
     "RunControl",
     "SequentialExecutor",
     "make_executor",
+    "pool_workers",
 ]

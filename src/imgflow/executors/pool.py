@@ -6,18 +6,26 @@ own pipe and runs one task at a time, so the parent always tracks whose task
 was lost: a worker that crashes, is killed or passes its time limit costs
 only its own task, and a fresh worker takes its place.
 
-Workers are started with `spawn`, because libvips keeps threads that a
-forked child would inherit in an undefined state. They ignore SIGINT: the
-parent decides how a run stops.
+Starting a worker with `spawn` costs a fresh interpreter and its imports,
+about a third of a second here, which is most of a short run. A command
+therefore calls `reserve_workers` early, while its process still has one
+thread: those workers are forked in milliseconds, sharing the imports, and
+pools take them before spawning any. Forking later is unsafe, because
+libvips keeps threads that a forked child would inherit in an undefined
+state. Every worker receives its task function and set-up as its first message,
+so a worker forked early serves whichever pool starts first. Workers ignore
+SIGINT: the parent decides how a run stops.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -63,19 +71,34 @@ def resident_bytes() -> int | None:
     return resident_pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def _worker_main(
-    connection: Connection,
-    function: Callable[[Any], Any],
-    initializer: Callable[..., None] | None,
-    initargs: Sequence[Any],
-    max_rss: int | None = None,
-    log_settings: LogSettings | None = None,
-) -> None:
+@dataclass(frozen=True, slots=True)
+class _Setup:
+    """The set-up a worker receives as its first message, before any task."""
+
+    function: Callable[[Any], Any]
+    initializer: Callable[..., None] | None
+    initargs: Sequence[Any]
+    max_rss: int | None
+    log_settings: LogSettings | None
+    name: str
+
+
+def _worker_main(connection: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if log_settings is not None:
-        configure_worker_logging(log_settings)
-    if initializer is not None:
-        initializer(*initargs)
+    # A forked worker would otherwise inherit the parent's stop handler.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        setup: _Setup | None = connection.recv()
+    except (EOFError, OSError):
+        return
+    if setup is None:
+        return  # A reserved worker that no pool took.
+    multiprocessing.current_process().name = setup.name
+    if setup.log_settings is not None:
+        configure_worker_logging(setup.log_settings)
+    if setup.initializer is not None:
+        setup.initializer(*setup.initargs)
+    function, max_rss = setup.function, setup.max_rss
     # Tells the parent that start-up is over: a task's time limit starts
     # when a ready worker takes it, so start-up never counts against it.
     connection.send(None)
@@ -105,20 +128,109 @@ def _worker_main(
 # glibc gives each thread that allocates its own malloc arena, and libvips'
 # threads leave them holding freed memory: on 12 MP photos this cut the peak
 # RSS of a worker from about 148 MB to 114 MB. A value set by the user wins.
-_WORKER_ENVIRONMENT = {"MALLOC_ARENA_MAX": "2"}
+_ARENA_VARIABLE = "MALLOC_ARENA_MAX"
+_ARENA_LIMIT = 2
+_M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
 
 
 @contextlib.contextmanager
 def _worker_environment() -> Iterator[None]:
     """Set the variables a spawned worker reads at start-up, then restore them."""
-    added = [name for name in _WORKER_ENVIRONMENT if name not in os.environ]
-    for name in added:
-        os.environ[name] = _WORKER_ENVIRONMENT[name]
+    added = _ARENA_VARIABLE not in os.environ
+    if added:
+        os.environ[_ARENA_VARIABLE] = str(_ARENA_LIMIT)
     try:
         yield
     finally:
-        for name in added:
-            os.environ.pop(name, None)
+        if added:
+            os.environ.pop(_ARENA_VARIABLE, None)
+
+
+def _limit_malloc_arenas() -> None:
+    """Apply the arena limit in a forked worker, whose malloc is already set up."""
+    if _ARENA_VARIABLE in os.environ:
+        return  # glibc read the user's value when the parent started.
+    # The process's own symbols include the C library's.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).mallopt(_M_ARENA_MAX, _ARENA_LIMIT)
+
+
+# Workers forked by `reserve_workers`, each waiting for its set-up message.
+_reserved: list[tuple[Any, Connection]] = []
+
+
+def _forking_is_safe() -> bool:
+    """True on Linux while this process runs a single thread.
+
+    Counts the kernel's threads, so threads started by libvips or any other
+    C library count too, not only those of the `threading` module.
+    """
+    if sys.platform != "linux":
+        return False
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return False
+
+
+def _reserved_worker_main(connection: Connection, parent_end: Connection) -> None:
+    # The parent's end of this worker's pipe, and those of workers forked
+    # earlier, came along with the fork. Holding them would keep every one
+    # of these workers from reading end-of-file when the parent exits.
+    parent_end.close()
+    for _, earlier in _reserved:
+        earlier.close()
+    _limit_malloc_arenas()
+    _worker_main(connection)
+
+
+def reserve_workers(count: int) -> int:
+    """Fork `count` workers now for the pools this process creates later.
+
+    Call it once the imports the workers need are done and before any thread
+    starts or any file a worker should not hold is opened. Returns how many
+    were forked: none where forking is not safe, and pools then spawn
+    theirs. `release_reserved_workers` ends those no pool took.
+    """
+    if count < 1:
+        return 0
+    if not _forking_is_safe():
+        log.debug("not forking workers ahead: this process runs several threads")
+        return 0
+    context = multiprocessing.get_context("fork")
+    for _ in range(count):
+        parent_end, child_end = context.Pipe()
+        process = context.Process(
+            target=_reserved_worker_main,
+            args=(child_end, parent_end),
+            name="imgflow-reserved",
+            daemon=True,
+        )
+        process.start()
+        child_end.close()
+        _reserved.append((process, parent_end))
+    log.debug("forked %d workers ahead of their pool", count)
+    return count
+
+
+def release_reserved_workers() -> None:
+    """End the reserved workers that no pool took."""
+    while _reserved:
+        process, connection = _reserved.pop()
+        connection.close()  # The worker reads end-of-file and exits.
+        process.join(STOP_GRACE_SECONDS)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+@contextlib.contextmanager
+def reserved_workers(count: int) -> Iterator[int]:
+    """Reserve `count` forked workers for the block; release the unused ones."""
+    try:
+        yield reserve_workers(count)
+    finally:
+        release_reserved_workers()
 
 
 @dataclass(slots=True)
@@ -183,24 +295,31 @@ class WorkerPool:
         self._workers = [self._start() for _ in range(size)]
 
     def _start(self) -> _Worker:
-        parent_end, child_end = self._context.Pipe()
         self._started += 1
-        process = self._context.Process(
-            target=_worker_main,
-            args=(
-                child_end,
-                self._function,
-                self._initializer,
-                self._initargs,
-                self._max_rss,
-                current_log_settings(),
-            ),
-            name=f"imgflow-{self._name}-{self._started}",
-            daemon=True,
+        name = f"imgflow-{self._name}-{self._started}"
+        if _reserved:
+            process, parent_end = _reserved.pop(0)
+            process.name = name
+        else:
+            parent_end, child_end = self._context.Pipe()
+            process = self._context.Process(
+                target=_worker_main, args=(child_end,), name=name, daemon=True
+            )
+            with _worker_environment():
+                process.start()
+            child_end.close()
+        setup = _Setup(
+            function=self._function,
+            initializer=self._initializer,
+            initargs=self._initargs,
+            max_rss=self._max_rss,
+            log_settings=current_log_settings(),
+            name=name,
         )
-        with _worker_environment():
-            process.start()
-        child_end.close()
+        try:
+            parent_end.send(setup)
+        except (BrokenPipeError, OSError):
+            pass  # The worker died already, and poll() replaces it.
         return _Worker(process=process, connection=parent_end)
 
     @property
