@@ -6,6 +6,7 @@ beside them without installing anything.
 
 from __future__ import annotations
 
+import compileall
 import hashlib
 import json
 import os
@@ -22,6 +23,17 @@ SAMPLE_CACHE = REPO / "build" / "bench-samples"
 DOC_PATH = REPO / "docs" / "benchmarks.md"
 # Above this one-minute load average, other work shares the cores with the runs.
 BUSY_LOAD = 0.5
+
+
+def compile_bytecode(*folders: Path) -> None:
+    """Write the bytecode of every module in `folders`, as an install does.
+
+    With PYTHONDONTWRITEBYTECODE set, or in a read-only copy, Python would
+    otherwise compile each module from source in every run it starts, which
+    measured 40 ms of imgflow's start-up and none of an installed package's.
+    """
+    for folder in folders:
+        compileall.compile_dir(str(folder), quiet=1)
 
 
 def generate_cached(

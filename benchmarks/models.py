@@ -56,6 +56,7 @@ import models_doc
 from common import (
     REPO,
     SAMPLE_CACHE,
+    compile_bytecode,
     count_jpegs,
     generate_cached,
     is_busy,
@@ -619,6 +620,7 @@ def main(argv: list[str] | None = None) -> int:
         commit = git_output("describe", "--always", "--dirty")
     else:
         src, commit = export_snapshot(args.rev)
+    compile_bytecode(src, REPO / "benchmarks")
     # The samples, the statistics and the threshold run use the measured imgflow.
     sys.path.insert(0, str(src))
     env = dict(os.environ)

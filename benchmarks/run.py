@@ -39,6 +39,7 @@ from typing import TypedDict
 from common import (
     DOC_PATH,
     REPO,
+    compile_bytecode,
     count_jpegs,
     find_imgflow,
     generate_cached,
@@ -613,6 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Lets imgflow.samples load from the work tree when the project is not installed.
     sys.path.insert(0, str(REPO / "src"))
+    compile_bytecode(REPO / "src", REPO / "benchmarks")
 
     imgflow = find_imgflow(args.imgflow)
     if args.write_doc and imgflow is None:
