@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageCms
 
 from conftest import jpeg_bytes, quadrant_pixels
 from imgflow.config import parse_config
+from imgflow.errors import Rejected
 from imgflow.executors.hybrid import LARGE, SMALL, HybridExecutor, _Backlog
-from imgflow.records import Source
+from imgflow.records import Header, Source
 from imgflow.runner import RunRequest, collect_sources, execute
+from imgflow.stages.validate import peek_header, read_header, sniff_format
 
 CONFIG = parse_config({"variants": {"thumb": {"size": 64}}})
 
@@ -87,3 +90,73 @@ def test_engines_follow_route(tmp_path: Path) -> None:
         assert engines[f"small_{index}"] == "pillow"
     for index in range(2):
         assert engines[f"large_{index}"] == "vips"
+
+
+def _routing_fields(header: Header | None) -> tuple[object, ...] | None:
+    if header is None:
+        return None
+    return (
+        header.format,
+        header.width,
+        header.height,
+        header.bands,
+        header.bit_depth,
+        header.pages,
+        header.orientation,
+        header.progressive,
+        header.interpretation,
+        header.has_profile,
+    )
+
+
+def _assert_peek_matches_libvips(path: Path) -> None:
+    data = path.read_bytes()
+    fmt = sniff_format(data[:256])
+    assert fmt is not None
+    try:
+        full = read_header(data, fmt)
+    except Rejected:
+        full = None
+    peeked = peek_header(str(path))
+    if full is None:
+        # Routing may still read what libvips rejects: the worker decides.
+        return
+    assert _routing_fields(peeked) == _routing_fields(full), path.name
+
+
+def test_peek_header_kinds_of_jpeg(write_file) -> None:
+    """The routing header reads like the one validation reads, kind by kind."""
+    colour = Image.fromarray(quadrant_pixels(120, 80))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    cases = {
+        "baseline.jpg": jpeg_bytes(colour),
+        "progressive.jpg": jpeg_bytes(colour, progressive=True),
+        "grey.jpg": jpeg_bytes(colour.convert("L")),
+        "cmyk.jpg": jpeg_bytes(colour.convert("CMYK")),
+        "profile.jpg": jpeg_bytes(colour, icc_profile=icc),
+        "rotated.jpg": jpeg_bytes(colour, exif=exif),
+    }
+    for name, data in cases.items():
+        _assert_peek_matches_libvips(write_file(name, data))
+
+
+def test_peek_header_other_formats(write_file) -> None:
+    png = io.BytesIO()
+    Image.fromarray(quadrant_pixels(30, 20)).save(png, "PNG")
+    assert peek_header(str(write_file("a.png", png.getvalue()))).format == "png"
+    assert peek_header(str(write_file("notes.jpg", b"not an image"))) is None
+    assert peek_header(str(write_file("cut.jpg", b"\xff\xd8\xff"))) is None
+
+
+def test_peek_header_corpus_jpegs(corpus: Path) -> None:
+    """Every JPEG of the corpus, malformed EXIF and MPO included."""
+    jpegs = [
+        path
+        for path in sorted(corpus.rglob("*"))
+        if path.is_file() and sniff_format(path.read_bytes()[:256]) == "jpeg"
+    ]
+    assert jpegs
+    for path in jpegs:
+        _assert_peek_matches_libvips(path)
