@@ -4,7 +4,7 @@ The job is the one run.py measures: three JPEG variants (2048, 1024 and 256 px,
 quality 85) per photo, EXIF orientation applied, EXIF read. Workloads, made by
 ``imgflow.samples`` with fixed seeds and cached under ``build/bench-samples``:
 
-- 12 MP: 24 photos of 12 MP, the set run.py uses;
+- 12 MP: 24 photos of 12 MP;
 - 0.3 MP: 200 photos of 0.3 MP, the set run.py uses;
 - mix: 150 photos of 0.3 MP, 4 of 50 MP and 20 progressive JPEGs of 2 to 12 MP,
   in one folder in a seeded random order.
