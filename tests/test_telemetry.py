@@ -22,7 +22,12 @@ from imgflow.executors.base import RetryPolicy, RunControl
 from imgflow.records import ImageResult
 from imgflow.runner import RunRequest, collect_sources, execute, write_html_report
 from imgflow.telemetry import logs
-from imgflow.telemetry.logs import RepeatFilter, configure_logging, redact
+from imgflow.telemetry.logs import (
+    ContextFilter,
+    RepeatFilter,
+    configure_logging,
+    redact,
+)
 from imgflow.telemetry.metrics import RunMetrics, serve_metrics
 from imgflow.telemetry.report import throughput_series
 
@@ -478,3 +483,29 @@ def test_failure_counters_start_at_zero() -> None:
     text = generate_latest(RunMetrics().registry).decode()
     assert 'imgflow_retries_total{reason="io_error"} 0.0' in text
     assert 'imgflow_dead_letters_total{reason="timed_out"} 0.0' in text
+
+
+def test_redact_masks_event_fields() -> None:
+    """Secrets in an event's fields are masked too, not only in its message."""
+    logger = logging.getLogger("imgflow.test.redact")
+    logger.propagate = False
+    captured: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = captured.append  # type: ignore[method-assign]
+    handler.addFilter(ContextFilter())
+    logger.addHandler(handler)
+    try:
+        logger.warning(
+            "image done",
+            extra={
+                "source": "/in/password=hunter2.jpg",
+                "inputs": ["amqp://guest:guest@127.0.0.1:5672//", "/in"],
+                "images": 3,
+            },
+        )
+    finally:
+        logger.removeHandler(handler)
+    record = captured[0]
+    assert record.source == "/in/password=***"
+    assert record.inputs == ["amqp://guest:***@127.0.0.1:5672//", "/in"]
+    assert record.images == 3

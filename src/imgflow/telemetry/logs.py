@@ -73,8 +73,26 @@ def worker_name() -> str:
     return "main" if process.name == "MainProcess" else process.name
 
 
+# Attributes every record has; the others came from a call's `extra`.
+_STANDARD_ATTRIBUTES = frozenset(
+    logging.LogRecord("", logging.INFO, "", 0, "", None, None).__dict__
+) | {"message", "asctime", "worker"}
+
+
+def _redact_field(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list | tuple):
+        return [_redact_field(item) for item in value]
+    return value
+
+
 class ContextFilter(logging.Filter):
-    """Add the worker name to every record and mask secrets in its message."""
+    """Add the worker name to every record and mask secrets in its text.
+
+    Masks the message and the text of event fields, such as the `source`
+    path of an image, which JSON logs write out as they are.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.worker = worker_name()
@@ -82,6 +100,9 @@ class ContextFilter(logging.Filter):
         masked = redact(message)
         if masked != message:
             record.msg, record.args = masked, None
+        for name, value in list(record.__dict__.items()):
+            if name not in _STANDARD_ATTRIBUTES:
+                setattr(record, name, _redact_field(value))
         return True
 
 
