@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -264,3 +266,40 @@ def test_run_forks_workers_before_threads(
     )
     assert completed.returncode == 0, completed.stderr
     assert "forked 2 workers ahead of their pool" in completed.stderr
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads the wait from /proc"
+)
+def test_run_interrupted_while_listing(tmp_path: Path) -> None:
+    """Ctrl-C before the first image starts exits 130 with a short message.
+
+    The list of inputs comes from a FIFO with no writer, so the command is
+    still reading it when the signal arrives.
+    """
+    fifo = tmp_path / "inputs.fifo"
+    os.mkfifo(fifo)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "imgflow", "run", "--files-from", str(fifo)]
+        + ["--out", str(tmp_path / "out")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        # Linux names the wait of an open() on a FIFO that has no writer.
+        wchan = Path(f"/proc/{process.pid}/wchan")
+        while time.monotonic() < deadline and wchan.read_text() != "wait_for_partner":
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert process.returncode == 130, errors
+    assert "interrupted" in errors
+    assert "Traceback" not in errors
+    assert "Aborted" not in errors

@@ -536,3 +536,42 @@ def test_compare_sigint_names_abandoned_setup(tmp_path: Path) -> None:
     assert "Traceback" not in errors
     assert errors.endswith("removed.\n")
     assert list(scratch.iterdir()) == []
+
+
+def test_compare_sigint_at_first_start(tmp_path: Path) -> None:
+    """Ctrl-C while the first child starts leaves no traceback and exits 130.
+
+    With 2,000 inputs the child's start data outgrows a pipe's buffer, so the
+    parent is still writing it while the child's interpreter starts up.
+    """
+    folder = tmp_path / "sample"
+    folder.mkdir()
+    for index in range(2000):
+        (folder / f"not-a-photo-{index:04d}.jpg").write_bytes(b"x")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "imgflow", "compare", str(folder)]
+        + ["--modes", "sequential"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(scratch)},
+    )
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if line.startswith("Comparing"):
+                break
+        process.send_signal(signal.SIGINT)
+        errors = process.stderr.read()
+        process.wait(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    assert process.returncode == 130, errors
+    assert "Traceback" not in errors
+    assert list(scratch.iterdir()) == []

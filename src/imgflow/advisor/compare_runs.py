@@ -21,6 +21,7 @@ import shutil
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 from imgflow.config import PipelineConfig
@@ -249,6 +250,9 @@ def measure(
         ),
         name=f"imgflow-compare-{setup.mode}-{setup.workers}",
     )
+    # Starting the resource tracker unblocks SIGINT and SIGTERM when it is
+    # done, which would cut the block below short, so it starts first.
+    resource_tracker.ensure_running()
     try:
         with _stop_signals_blocked():
             process.start()

@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
+from imgflow.errors import ExitCode
 from imgflow.telemetry.logs import (
     FORMATS,
     LogFormat,
@@ -87,6 +88,19 @@ class LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command, exiting with status 130 on an early Ctrl-C.
+
+        Commands handle stop requests once their work starts. A Ctrl-C
+        before that, while inputs are listed for example, would otherwise
+        end in click's "Aborted!" and status 1.
+        """
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            print_error("interrupted")
+            ctx.exit(ExitCode.INTERRUPTED)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = self.lazy_commands.get(cmd_name)
