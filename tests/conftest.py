@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
-from collections.abc import Callable
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +88,42 @@ def process(tmp_path: Path) -> Callable[..., ImageResult]:
         return pipeline.process(Source(index=0, path=str(path)))
 
     return run
+
+
+@contextlib.contextmanager
+def imgflow_process(
+    *args: str, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
+    """Run `python -m imgflow ARGS` for the block, with stderr as a text pipe.
+
+    A process still running when the block ends is killed.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-m", "imgflow", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def interrupt(process: subprocess.Popen[str], after_line: str | None = None) -> str:
+    """Send SIGINT, once a stderr line contains `after_line` if given.
+
+    Returns the rest of stderr, after the process has exited.
+    """
+    assert process.stderr is not None
+    if after_line is not None:
+        for line in process.stderr:
+            if after_line in line:
+                break
+    process.send_signal(signal.SIGINT)
+    errors = process.stderr.read()
+    process.wait(timeout=120)
+    return errors

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import jpeg_bytes, quadrant_pixels
+from conftest import imgflow_process, interrupt, jpeg_bytes, quadrant_pixels
 from imgflow.cli import main
 from imgflow.config import PipelineConfig, load_config
 
@@ -279,25 +278,15 @@ def test_run_interrupted_while_listing(tmp_path: Path) -> None:
     """
     fifo = tmp_path / "inputs.fifo"
     os.mkfifo(fifo)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "imgflow", "run", "--files-from", str(fifo)]
-        + ["--out", str(tmp_path / "out")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with imgflow_process(
+        "run", "--files-from", str(fifo), "--out", str(tmp_path / "out")
+    ) as process:
         deadline = time.monotonic() + 30
         # Linux names the wait of an open() on a FIFO that has no writer.
         wchan = Path(f"/proc/{process.pid}/wchan")
         while time.monotonic() < deadline and wchan.read_text() != "wait_for_partner":
             time.sleep(0.05)
-        process.send_signal(signal.SIGINT)
-        _, errors = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        errors = interrupt(process)
 
     assert process.returncode == 130, errors
     assert "interrupted" in errors

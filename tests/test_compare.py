@@ -8,8 +8,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import jpeg_bytes, quadrant_pixels
+from conftest import imgflow_process, interrupt, jpeg_bytes, quadrant_pixels
 from imgflow.advisor import compare_runs
 from imgflow.advisor.compare import (
     ComparisonInterrupted,
@@ -503,15 +501,10 @@ def test_compare_sigint_names_abandoned_setup(tmp_path: Path) -> None:
     scratch = tmp_path / "scratch"
     scratch.mkdir()
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "imgflow", "compare", str(folder)]
-        + ["--modes", "sequential,parallel", "--workers", "1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    with imgflow_process(
+        "compare", str(folder), "--modes", "sequential,parallel", "--workers", "1",
         env={**os.environ, "TMPDIR": str(scratch)},
-    )
-    try:
+    ) as process:  # fmt: skip
         assert process.stderr is not None
         for line in process.stderr:
             if line.startswith("[1/2]"):
@@ -520,13 +513,7 @@ def test_compare_sigint_names_abandoned_setup(tmp_path: Path) -> None:
         # tracker is run 2's. Waiting for it makes the stop land in run 2.
         while process.poll() is None and not _measuring_children(process.pid):
             time.sleep(0.01)
-        process.send_signal(signal.SIGINT)
-        errors = process.stderr.read()
-        process.wait(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        errors = interrupt(process)
 
     assert process.returncode == 130, errors
     assert "stopped during run 2 of 2, parallel with 1 worker." in " ".join(
@@ -551,26 +538,11 @@ def test_compare_sigint_at_first_start(tmp_path: Path) -> None:
     scratch = tmp_path / "scratch"
     scratch.mkdir()
 
-    process = subprocess.Popen(
-        [sys.executable, "-m", "imgflow", "compare", str(folder)]
-        + ["--modes", "sequential"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    with imgflow_process(
+        "compare", str(folder), "--modes", "sequential",
         env={**os.environ, "TMPDIR": str(scratch)},
-    )
-    try:
-        assert process.stderr is not None
-        for line in process.stderr:
-            if line.startswith("Comparing"):
-                break
-        process.send_signal(signal.SIGINT)
-        errors = process.stderr.read()
-        process.wait(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    ) as process:  # fmt: skip
+        errors = interrupt(process, after_line="Comparing")
 
     assert process.returncode == 130, errors
     assert "Traceback" not in errors

@@ -5,9 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -17,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import jpeg_bytes, quadrant_pixels
+from conftest import imgflow_process, interrupt, jpeg_bytes, quadrant_pixels
 from imgflow.advisor import costs
 from imgflow.advisor.profile import (
     ProfileError,
@@ -462,27 +459,12 @@ def test_profile_sigint_stops_and_cleans(tmp_path: Path) -> None:
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     out = tmp_path / "profile.json"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "imgflow", "profile", str(folder)]
-        + ["--time", "30", "--json", str(out)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    with imgflow_process(
+        "profile", str(folder), "--time", "30", "--json", str(out),
         env={**os.environ, "TMPDIR": str(scratch)},
-    )
-    try:
-        assert process.stderr is not None
+    ) as process:  # fmt: skip
         # The command prints this line just before it starts the timing.
-        for line in process.stderr:
-            if "timing 30 images" in line:
-                break
-        process.send_signal(signal.SIGINT)
-        errors = process.stderr.read()
-        process.wait(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        errors = interrupt(process, after_line="timing 30 images")
 
     assert process.returncode == 130, errors
     assert "stopped during the timing" in errors
