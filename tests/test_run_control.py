@@ -143,7 +143,7 @@ def _write_jpegs(folder: Path, count: int, size: tuple[int, int]) -> list[Source
     for index in range(count):
         path = folder / f"p{index}.jpg"
         path.write_bytes(jpeg_bytes(Image.fromarray(quadrant_pixels(*size))))
-        sources.append(Source(index, str(path)))
+        sources.append(Source(index, str(path), size=path.stat().st_size))
     return sources
 
 

@@ -21,13 +21,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from imgflow.config import PipelineConfig
 from imgflow.engines import pillow
 from imgflow.executors import worker
 from imgflow.executors.base import Feeder, RunControl
 from imgflow.executors.parallel import POLL_SECONDS, default_workers, result_of
 from imgflow.executors.pool import Outcome, WorkerPool
 from imgflow.pipeline import Pipeline
-from imgflow.records import ImageResult, Source
+from imgflow.records import Header, ImageResult, Source
 from imgflow.stages.validate import peek_header
 
 # Measured on 2 cores with libjpeg-turbo 3 (Pillow 13) and libvips 8.18 by
@@ -42,6 +43,21 @@ DEFAULT_BATCH_SIZE = 4
 LARGE_BACKLOG_PER_WORKER = 8
 
 SMALL, LARGE = "pillow", "vips"
+
+
+def on_fast_path(
+    source: Source,
+    header: Header,
+    config: PipelineConfig,
+    small_pixels: int = DEFAULT_SMALL_PIXELS,
+) -> bool:
+    """True when a source with this header belongs on the Pillow fast path."""
+    return (
+        header.pixels <= small_pixels
+        and pillow.can_render(header, config)
+        # A source whose size is unknown (-1) fails this test too.
+        and pillow.has_photo_density(source.size, header)
+    )
 
 
 def process_batch_in_worker(task: tuple[str, list[Source]]) -> list[ImageResult]:
@@ -86,12 +102,8 @@ class HybridExecutor:
     def is_small(self, source: Source, pipeline: Pipeline) -> bool:
         """True when a source belongs on the Pillow fast path."""
         header = peek_header(source.path)
-        return (
-            header is not None
-            and header.pixels <= self.small_pixels
-            and pillow.can_render(header, pipeline.config)
-            and source.size is not None
-            and pillow.has_photo_density(source.size, header)
+        return header is not None and on_fast_path(
+            source, header, pipeline.config, self.small_pixels
         )
 
     def _fill(
