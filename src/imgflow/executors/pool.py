@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import logging
 import multiprocessing
 import os
@@ -197,6 +198,9 @@ def reserve_workers(count: int) -> int:
     if not _forking_is_safe():
         log.debug("not forking workers ahead: this process runs several threads")
         return 0
+    # Objects that exist now are left out of later collections, so a worker's
+    # garbage collector does not write to, and so copy, the pages it shares.
+    gc.freeze()
     context = multiprocessing.get_context("fork")
     for _ in range(count):
         parent_end, child_end = context.Pipe()
