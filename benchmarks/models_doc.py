@@ -517,7 +517,8 @@ class Report:
         return "\n".join(lines)
 
     def hybrid_text(self) -> str:
-        from imgflow.executors.hybrid import DEFAULT_BATCH_SIZE, DEFAULT_SMALL_PIXELS
+        from imgflow.executors.hybrid import DEFAULT_BATCH_SIZE
+        from imgflow.executors.routing import DEFAULT_SMALL_PIXELS
 
         workers = self.args.workers
         # HybridExecutor._fill stops admitting inputs at this many of each kind.
@@ -568,7 +569,7 @@ class Report:
 
     def default_compared(self, threshold: hybrid_threshold.Threshold) -> str:
         """Place DEFAULT_SMALL_PIXELS of the measured commit against the sizes."""
-        from imgflow.executors.hybrid import DEFAULT_SMALL_PIXELS
+        from imgflow.executors.routing import DEFAULT_SMALL_PIXELS
 
         bracket = threshold.bracket("cpu")
         crossover = threshold.crossover_mp("cpu")
@@ -576,7 +577,7 @@ class Report:
             return ""
         low, high = bracket
         setting = (
-            f"`DEFAULT_SMALL_PIXELS` in `imgflow/executors/hybrid.py` is "
+            f"`DEFAULT_SMALL_PIXELS` in `imgflow/executors/routing.py` is "
             f"{DEFAULT_SMALL_PIXELS:,} at the measured commit"
         )
         if DEFAULT_SMALL_PIXELS < low.pixels:

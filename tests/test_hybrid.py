@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import io
+import os
+import threading
 from pathlib import Path
 
+import pytest
 from PIL import Image, ImageCms
 
 from conftest import jpeg_bytes, quadrant_pixels
 from imgflow.config import parse_config
 from imgflow.errors import Rejected
 from imgflow.executors.hybrid import LARGE, SMALL, HybridExecutor, _Backlog
+from imgflow.executors.routing import peek_header
 from imgflow.records import Header, Source
 from imgflow.runner import RunRequest, collect_sources, execute
-from imgflow.stages.validate import peek_header, read_header, sniff_format
+from imgflow.stages.validate import read_header, sniff_format
 
 CONFIG = parse_config({"variants": {"thumb": {"size": 64}}})
 
@@ -160,3 +164,72 @@ def test_peek_header_corpus_jpegs(corpus: Path) -> None:
     assert jpegs
     for path in jpegs:
         _assert_peek_matches_libvips(path)
+
+
+def _claiming_size(data: bytes, width: int, height: int) -> bytes:
+    """Return a baseline JPEG whose frame header claims another size."""
+    frame = data.index(b"\xff\xc0")
+    size = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return data[: frame + 5] + size + data[frame + 9 :]
+
+
+def _peek_in_thread(path: Path) -> list[Header | None]:
+    """Run peek_header on a thread and fail if it does not return promptly."""
+    found: list[Header | None] = []
+    thread = threading.Thread(target=lambda: found.append(peek_header(str(path))))
+    thread.daemon = True
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), f"peek_header blocked on {path.name}"
+    return found
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_peek_header_skips_fifo(tmp_path: Path) -> None:
+    """A FIFO named like a photo is not opened for a blocking read."""
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    assert _peek_in_thread(fifo) == [None]
+
+
+def test_peek_header_pixel_bomb(write_file) -> None:
+    """A header past Pillow's own bomb limit routes to libvips, not an error."""
+    small = jpeg_bytes(Image.fromarray(quadrant_pixels(80, 60)))
+    bomb = write_file("bomb.jpg", _claiming_size(small, 30000, 30000))
+    assert _peek_in_thread(bomb) == [None]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_hybrid_run_with_fifo_and_bomb(tmp_path: Path) -> None:
+    """Hybrid rejects a pixel bomb and a FIFO by name and finishes the rest."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    small = jpeg_bytes(Image.fromarray(quadrant_pixels(320, 240)))
+    for index in range(4):
+        (folder / f"small_{index}.jpg").write_bytes(small)
+    (folder / "bomb.jpg").write_bytes(_claiming_size(small, 30000, 30000))
+    os.mkfifo(folder / "pipe.jpg")
+    request = RunRequest(
+        inputs=[str(folder)],
+        out_dir=tmp_path / "out",
+        config=CONFIG,
+        mode="hybrid",
+        workers=2,
+        retries=0,
+    )
+    sources, issues = collect_sources(request)
+    summaries = []
+    thread = threading.Thread(
+        target=lambda: summaries.append(execute(request, sources, issues)),
+        daemon=True,
+    )
+    thread.start()
+    thread.join(120)
+    assert summaries, "the hybrid run did not finish"
+    reasons = {
+        Path(r.source.path).name: r.reason.value if r.reason else None
+        for r in summaries[0].results
+    }
+    assert reasons["bomb.jpg"] == "too_many_pixels"
+    assert reasons["pipe.jpg"] == "unreadable"
+    assert [reasons[f"small_{index}.jpg"] for index in range(4)] == [None] * 4

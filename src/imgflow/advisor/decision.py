@@ -21,7 +21,7 @@ from imgflow.advisor.planning import (
     Layout,
     Resources,
 )
-from imgflow.executors.hybrid import DEFAULT_SMALL_PIXELS
+from imgflow.executors.routing import DEFAULT_SMALL_PIXELS
 from imgflow.runner import RunRequest
 
 _RUN_DEFAULTS: dict[str, Any] = {

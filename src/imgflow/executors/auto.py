@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from imgflow.config import PipelineConfig
-from imgflow.executors.hybrid import DEFAULT_SMALL_PIXELS, on_fast_path
+from imgflow.executors.routing import DEFAULT_SMALL_PIXELS, on_fast_path, peek_header
 from imgflow.records import Source
-from imgflow.stages.validate import peek_header
 
 SAMPLE_SIZE = 32
 # Fewer images than this do not repay starting worker processes.

@@ -21,21 +21,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from imgflow.config import PipelineConfig
-from imgflow.engines import pillow
 from imgflow.executors import worker
 from imgflow.executors.base import Feeder, RunControl
 from imgflow.executors.parallel import POLL_SECONDS, default_workers, result_of
 from imgflow.executors.pool import Outcome, WorkerPool
+from imgflow.executors.routing import DEFAULT_SMALL_PIXELS, on_fast_path, peek_header
 from imgflow.pipeline import Pipeline
-from imgflow.records import Header, ImageResult, Source
-from imgflow.stages.validate import peek_header
+from imgflow.records import ImageResult, Source
 
-# Measured on 2 cores with libjpeg-turbo 3 (Pillow 13) and libvips 8.18 by
-# benchmarks/hybrid_threshold.py. Pillow renders the three default variants
-# faster below about 0.46 MP: 1.2x faster at 0.3 MP, on a par at 0.5 MP and
-# 1.5x slower at 1 MP. The limit keeps 800 x 600 photos on the fast path.
-DEFAULT_SMALL_PIXELS = 480_000
 DEFAULT_BATCH_SIZE = 4
 # Large images admitted and waiting for a worker, per worker: enough to look
 # past a run of large inputs for small ones, while the ordering window and
@@ -43,21 +36,6 @@ DEFAULT_BATCH_SIZE = 4
 LARGE_BACKLOG_PER_WORKER = 8
 
 SMALL, LARGE = "pillow", "vips"
-
-
-def on_fast_path(
-    source: Source,
-    header: Header,
-    config: PipelineConfig,
-    small_pixels: int = DEFAULT_SMALL_PIXELS,
-) -> bool:
-    """True when a source with this header belongs on the Pillow fast path."""
-    return (
-        header.pixels <= small_pixels
-        and pillow.can_render(header, config)
-        # A source whose size is unknown (-1) fails this test too.
-        and pillow.has_photo_density(source.size, header)
-    )
 
 
 def process_batch_in_worker(task: tuple[str, list[Source]]) -> list[ImageResult]:

@@ -8,18 +8,13 @@ few kilobytes of header, in milliseconds and with little memory.
 
 from __future__ import annotations
 
-import warnings
-
 import pyvips
-from PIL import Image
 
 from imgflow.config import ValidateConfig
 from imgflow.errors import Reason, Rejected
 from imgflow.records import Header
 
 STAGE = "validate"
-
-_ORIENTATION_TAG = 0x0112
 
 _ISO_BMFF_AVIF = {b"avif", b"avis"}
 _ISO_BMFF_HEIC = {
@@ -252,65 +247,11 @@ def read_header(data: bytes, fmt: str) -> Header:
             f"{fmt} header could not be parsed: {detail[-1] if detail else 'unknown'}",
             stage=STAGE,
         ) from None
-    return _header_of(image, fmt)
+    return header_of(image, fmt)
 
 
-def peek_header(path: str) -> Header | None:
-    """Read the header of a file on disk, or None if it is not a readable image.
-
-    Reads the signature and the header segments only, for routing; the
-    full validation still happens when the image is processed. A JPEG's
-    header is parsed by Pillow, in 70 us against 315 us for libvips on a
-    2-core machine, because the coordinating process routes every image.
-    """
-    try:
-        with open(path, "rb") as handle:
-            fmt = sniff_format(handle.read(256))
-        if fmt is None:
-            return None
-        if fmt == "jpeg":
-            return _peek_jpeg(path)
-        return _header_of(pyvips.Image.new_from_file(path, access="sequential"), fmt)
-    except (OSError, pyvips.Error):
-        return None
-
-
-# Pillow's JPEG modes, named as libvips names their interpretation.
-_JPEG_INTERPRETATIONS = {"L": "b-w", "RGB": "srgb", "CMYK": "cmyk"}
-
-
-def _peek_jpeg(path: str) -> Header | None:
-    try:
-        # Malformed EXIF is reported when the image is processed, not here.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return _jpeg_header(path)
-    except (OSError, SyntaxError, ValueError):
-        return None
-
-
-def _jpeg_header(path: str) -> Header | None:
-    with Image.open(path, formats=["JPEG"]) as image:
-        interpretation = _JPEG_INTERPRETATIONS.get(image.mode)
-        if interpretation is None:
-            return None
-        orientation = image.getexif().get(_ORIENTATION_TAG, 1)
-        return Header(
-            format="jpeg",
-            width=image.width,
-            height=image.height,
-            bands=len(image.getbands()),
-            bit_depth=8,  # Pillow opens 8-bit JPEGs only.
-            # libvips reads the first image of an MPO, as a plain JPEG.
-            pages=1,
-            orientation=orientation if 1 <= orientation <= 8 else 1,
-            progressive=bool(image.info.get("progressive")),
-            interpretation=interpretation,
-            has_profile="icc_profile" in image.info,
-        )
-
-
-def _header_of(image: pyvips.Image, fmt: str) -> Header:
+def header_of(image: pyvips.Image, fmt: str) -> Header:
+    """Return the header facts of an image libvips has opened."""
     pages = int(image.get("n-pages")) if image.get_typeof("n-pages") else 1
     height = image.height
     if image.get_typeof("page-height"):
