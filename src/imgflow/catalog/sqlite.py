@@ -75,7 +75,9 @@ CREATE TABLE IF NOT EXISTS rejections (
 """
 
 # Journal states of an image in the catalog. A failed image that has used
-# up its attempts is "dead": it sits in the dead-letter queue.
+# up its attempts is "dead". A later run marks it pending and then in
+# progress like any other image, so the dead-letter queue is read from the
+# rejections table, not from this state (see `SQLiteCatalog.dead_letters`).
 PENDING = "pending"
 IN_PROGRESS = "in_progress"
 DONE = "done"
@@ -327,10 +329,17 @@ class SQLiteCatalog:
         return None if row is None else str(row["config"])
 
     def dead_letters(self) -> list[dict[str, Any]]:
-        """Return the images in the dead-letter queue, oldest first."""
+        """Return the images in the dead-letter queue, oldest first.
+
+        The queue contains every image whose latest recorded outcome, kept in
+        the rejections table, is a failure. Only `record()` and `purge()`
+        change that table, so an image stays queued while a later run has it
+        pending or in progress, and after that run stops or is killed before
+        recording a new outcome.
+        """
         return self._rows(
-            "SELECT r.* FROM rejections r JOIN images i ON i.source = r.source "
-            f"WHERE i.status = '{DEAD}' ORDER BY r.updated_at, r.source"
+            "SELECT * FROM rejections WHERE status = ? ORDER BY updated_at, source",
+            (Status.FAILED.value,),
         )
 
     def purge(self, sources: list[str]) -> int:
@@ -342,8 +351,8 @@ class SQLiteCatalog:
         self._maybe_commit(force=True)
         return cursor.rowcount
 
-    def _rows(self, sql: str) -> list[dict[str, Any]]:
-        return [dict(row) for row in self.connection.execute(sql)]
+    def _rows(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        return [dict(row) for row in self.connection.execute(sql, parameters)]
 
     def images(self) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM images ORDER BY source")
