@@ -233,3 +233,49 @@ def test_hybrid_run_with_fifo_and_bomb(tmp_path: Path) -> None:
     assert reasons["bomb.jpg"] == "too_many_pixels"
     assert reasons["pipe.jpg"] == "unreadable"
     assert [reasons[f"small_{index}.jpg"] for index in range(4)] == [None] * 4
+
+
+def _damaged_jpegs() -> dict[str, bytes]:
+    """Small baseline JPEGs with damaged scan data and an intact end marker."""
+    intact = jpeg_bytes(Image.fromarray(quadrant_pixels(400, 300)))
+    scan = intact.index(b"\xff\xda") + 20
+    end = len(intact) - 2
+    inverted = bytearray(intact)
+    for offset in range(scan + 100, scan + 600):
+        inverted[offset] ^= 0xFF
+    zeroed = bytearray(intact)
+    zeroed[scan + 100 : scan + 2000] = bytes(1900)
+    cut = intact[: scan + (end - scan) * 3 // 4] + intact[end:]
+    return {
+        "intact.jpg": intact,
+        "inverted.jpg": bytes(inverted),
+        "zeroed.jpg": bytes(zeroed),
+        "cut.jpg": cut,
+    }
+
+
+def test_damaged_scans_same_status_as_sequential(tmp_path: Path) -> None:
+    """The fast path rejects damaged scan data as the libvips models do."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, data in _damaged_jpegs().items():
+        (folder / name).write_bytes(data)
+    outcomes = {}
+    for mode in ("sequential", "hybrid"):
+        request = RunRequest(
+            inputs=[str(folder)],
+            out_dir=tmp_path / mode,
+            config=CONFIG,
+            mode=mode,
+            workers=2,
+        )
+        sources, issues = collect_sources(request)
+        summary = execute(request, sources, issues)
+        outcomes[mode] = {
+            Path(r.source.path).name: (r.status.value, r.reason)
+            for r in summary.results
+        }
+    assert outcomes["hybrid"] == outcomes["sequential"]
+    assert outcomes["hybrid"]["intact.jpg"] == ("done", None)
+    for name in ("inverted.jpg", "zeroed.jpg", "cut.jpg"):
+        assert outcomes["hybrid"][name][0] == "rejected", name

@@ -179,6 +179,8 @@ class Pipeline:
             engine == "pillow"
             and pillow.can_render(header, self.config)
             and pillow.has_photo_density(len(data), header)
+            # Otherwise libvips renders it, or rejects it as the other models do.
+            and vips.jpeg_scan_is_clean(data)
         ):
             exif = metadata.exif_for_output(data, self.config.output)
             return pillow.render(data, header, plans, self.config, exif)

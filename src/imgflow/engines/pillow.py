@@ -75,10 +75,9 @@ def _decode(data: bytes, header: Header, size: tuple[int, int]) -> Image.Image:
     # draft works in stored orientation, before the EXIF rotation.
     stored = size if header.orientation < 5 else (size[1], size[0])
     image.draft(mode, stored)
-    # Data cut short raises instead of being padded with grey.
-    # NOTE: scan data that ends early at an intact end marker is padded with
-    # grey without an error. `has_photo_density` sends the grossest cases to
-    # libvips, which rejects them; a file cut by a few percent passes here.
+    # Data cut short raises instead of being padded with grey. Corrupt scan
+    # data, or data that ends early at an intact end marker, decodes without
+    # an error: callers check the scan with `vips.jpeg_scan_is_clean` first.
     image.load()
     if header.orientation != 1:
         # exif_transpose copies the image even when there is nothing to do.

@@ -49,6 +49,22 @@ def configure_worker(threads: int | None) -> None:
         pyvips.concurrency_set(threads)
 
 
+def jpeg_scan_is_clean(data: bytes) -> bool:
+    """True when libjpeg decodes the whole scan of a JPEG without a warning.
+
+    Decodes at 1/8 scale, which still reads every byte of the scan, in
+    about 1.6 ms for a 0.3 MP photo. Pillow decodes corrupt or cut scan
+    data without any warning, so the Pillow fast path takes only photos
+    that pass this check.
+    """
+    try:
+        image = pyvips.Image.jpegload_buffer(data, shrink=8, fail_on="warning")
+        image.copy_memory()
+    except pyvips.Error:
+        return False
+    return True
+
+
 def _error_detail(exc: pyvips.Error) -> str:
     lines = [line for line in (exc.detail or "").strip().splitlines() if line]
     return lines[-1] if lines else exc.message
