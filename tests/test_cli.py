@@ -292,3 +292,64 @@ def test_run_interrupted_while_listing(tmp_path: Path) -> None:
     assert "interrupted" in errors
     assert "Traceback" not in errors
     assert "Aborted" not in errors
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "catalog.sqlite",
+        "catalog.sqlite-wal",
+        ".imgflow.lock",
+        "meta/x.json",
+        "thumb/x.jpg",
+    ],
+)
+def test_report_cannot_replace_managed_file(
+    photos: Path, tmp_path: Path, target: str
+) -> None:
+    """A report path on a file imgflow keeps in the output folder exits 2."""
+    out = tmp_path / "out"
+    assert _invoke("run", str(photos), "--out", str(out), "-q").exit_code == 0
+    catalog = (out / "catalog.sqlite").read_bytes()
+    for option in ("--report", "--html"):
+        result = _invoke(
+            "run", str(photos), "--out", str(out), option, str(out / target), "-q"
+        )
+        assert result.exit_code == 2, result.output
+        assert "imgflow keeps" in result.output
+    assert (out / "catalog.sqlite").read_bytes() == catalog
+
+
+def test_report_cannot_replace_input(photos: Path, tmp_path: Path) -> None:
+    source = photos / "p0.jpg"
+    before = source.read_bytes()
+    result = _invoke(
+        "run", str(photos), "--out", str(tmp_path / "out"), "--report", str(source)
+    )
+    assert result.exit_code == 2, result.output
+    assert "input image" in result.output
+    assert source.read_bytes() == before
+
+
+def test_input_inside_output_folder_exits_2(photos: Path) -> None:
+    """An --out that contains an input would skip it, so the run refuses."""
+    result = _invoke("run", str(photos), "--out", str(photos))
+    assert result.exit_code == 2, result.output
+    assert "inside the output folder" in result.output
+
+
+def test_stdin_named_twice_exits_2(tmp_path: Path) -> None:
+    result = _invoke("run", "-", "-", "--out", str(tmp_path / "out"), input="x.jpg\n")
+    assert result.exit_code == 2, result.output
+    assert "standard input" in result.output
+
+
+@pytest.mark.parametrize(
+    "option",
+    [["--retry-delay", "nan"], ["--retry-delay", "1e308"], ["--time-limit", "inf"]],
+)
+def test_run_rejects_non_finite_seconds(
+    photos: Path, tmp_path: Path, option: list[str]
+) -> None:
+    result = _invoke("run", str(photos), "--out", str(tmp_path / "out"), *option)
+    assert result.exit_code == 2, result.output

@@ -10,9 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from imgflow.errors import ImgflowError, UsageError
-from imgflow.stages.store import write_atomic
-
-LOCK_NAME = ".imgflow.lock"
+from imgflow.stages.store import LOCK_NAME, write_atomic
 
 
 def check_writable(out_dir: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,21 @@ LOG_FORMAT_OPTION = click.option(
     show_default=True,
     help="Log lines as text, or as one JSON object per line for log collectors.",
 )
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option in a range that also rejects NaN and infinities.
+
+    Every comparison with NaN is false, so a plain range lets it through.
+    """
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 class LazyGroup(click.Group):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from rich.table import Table
 from imgflow.cli.app import (
     CONFIG_OPTION,
     LOG_FORMAT_OPTION,
+    FiniteFloat,
     plural,
     print_error,
     setup_logging,
@@ -27,6 +29,7 @@ from imgflow.errors import ConfigError, ExitCode, Status, UsageError
 from imgflow.executors import MODES, RunControl, pool_workers
 from imgflow.executors.pool import reserved_workers
 from imgflow.outdir import check_output_file, check_writable, locked
+from imgflow.records import Source
 from imgflow.runner import (
     RunRequest,
     RunSummary,
@@ -36,6 +39,7 @@ from imgflow.runner import (
     write_report,
 )
 from imgflow.stages.ingest import Filters
+from imgflow.stages.store import OutputLayout
 from imgflow.telemetry.logs import LogFormat
 
 if TYPE_CHECKING:
@@ -43,6 +47,8 @@ if TYPE_CHECKING:
 from imgflow.telemetry import DEFAULT_METRICS_ADDRESS
 
 MAX_LISTED_PROBLEMS = 50
+# An hour between attempts is already far past any transient fault.
+MAX_RETRY_DELAY_SECONDS = 3600.0
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +185,7 @@ def _problems_table(summary: RunSummary) -> Table | None:
 )
 @click.option(
     "--retry-delay",
-    type=click.FloatRange(min=0),
+    type=FiniteFloat(min=0, max=MAX_RETRY_DELAY_SECONDS),
     default=0.5,
     show_default=True,
     metavar="SECONDS",
@@ -205,7 +211,7 @@ def _problems_table(summary: RunSummary) -> Table | None:
 )
 @click.option(
     "--time-limit",
-    type=click.FloatRange(min=0.1),
+    type=FiniteFloat(min=0.1),
     default=None,
     metavar="SECONDS",
     help="End a worker that spends longer on one image (not in sequential mode).",
@@ -295,7 +301,11 @@ def run(
             retry_delay=retry_delay,
             max_worker_rss_mb=max_worker_rss,
         )
+        _check_inputs_outside(request)
         sources, issues = collect_sources(request)
+        for option, path in (("--report", report_path), ("--html", html_path)):
+            if path is not None:
+                _check_not_overwritten(path, option, request, sources)
         if not sources and issues:
             raise UsageError(
                 "no images found: "
@@ -338,6 +348,55 @@ def run(
             )
         print_summary(summary, out_dir)
     sys.exit(ExitCode.OK if summary.all_done else ExitCode.SOME_IMAGES_NOT_DONE)
+
+
+def _check_inputs_outside(request: RunRequest) -> None:
+    """Reject an input inside the output folder, and stdin named twice.
+
+    Listing skips the output folder, so such an input would give nothing.
+    """
+    stdin_uses = [*request.inputs, *request.list_files].count("-")
+    if stdin_uses > 1:
+        raise UsageError(
+            f"'-' (standard input) is given {stdin_uses} times; it can be read once"
+        )
+    out = Path(os.path.realpath(request.out_dir))
+    for name in request.inputs:
+        if name == "-":
+            continue
+        path = Path(os.path.realpath(name))
+        if path == out or out in path.parents:
+            raise UsageError(
+                f"the input {name} is inside the output folder {request.out_dir}, "
+                "whose contents imgflow skips; choose an --out outside the inputs"
+            )
+
+
+def _check_not_overwritten(
+    path: Path, option: str, request: RunRequest, sources: list[Source]
+) -> None:
+    """Reject a report path that would replace an input or a file imgflow keeps."""
+    layout = OutputLayout(request.out_dir)
+    if layout.manages(path, request.config.variants):
+        raise UsageError(
+            f"{option} {path} would replace a file imgflow keeps in the output "
+            f"folder {request.out_dir}; name another file"
+        )
+    try:
+        target = os.stat(path)
+    except OSError:
+        return  # A new file replaces nothing.
+    for source in sources:
+        if source.size != target.st_size:
+            continue
+        same = False
+        with contextlib.suppress(OSError):
+            same = os.path.samefile(source.path, path)
+        if same:
+            raise UsageError(
+                f"{option} {path} would replace the input image {source.text}; "
+                "name another file"
+            )
 
 
 def print_summary(summary: RunSummary, out_dir: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from imgflow.cli.app import plural, stderr, stdout
+from imgflow.cli.app import FiniteFloat, plural, stderr, stdout
 from imgflow.config import starter_config
 from imgflow.errors import ExitCode
 
@@ -42,7 +42,7 @@ def init(path: Path, force: bool) -> None:
 )
 @click.option(
     "--megapixels",
-    type=click.FloatRange(min=0.01, max=100),
+    type=FiniteFloat(min=0.01, max=100),
     default=12.0,
     show_default=True,
     help="Size of each photo in megapixels (4:3).",

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from imgflow.stages.transform import Rendered
 
 STAGE = "store"
 CATALOG_NAME = "catalog.sqlite"
+# Held by a run for its whole length, so two runs never share a folder.
+LOCK_NAME = ".imgflow.lock"
 TEMP_PREFIX = ".imgflow-"
 
 
@@ -90,6 +93,22 @@ class OutputLayout:
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
+
+    def manages(self, path: Path, variant_names: Iterable[str]) -> bool:
+        """True when `path` is a file imgflow keeps in this output folder.
+
+        That is the catalog and its journal files, the run lock, and
+        anything in the sidecar folder or a variant's folder. Both paths
+        are compared with symlinks resolved.
+        """
+        root = Path(os.path.realpath(self.root))
+        target = Path(os.path.realpath(path))
+        if target.parent == root:
+            return target.name.startswith(CATALOG_NAME) or target.name == LOCK_NAME
+        if root not in target.parents:
+            return False
+        folder = target.relative_to(root).parts[0]
+        return folder == SIDECAR_FOLDER or folder in set(variant_names)
 
 
 def store_variants(
