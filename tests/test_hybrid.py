@@ -13,9 +13,16 @@ from PIL import Image, ImageCms
 from conftest import jpeg_bytes, quadrant_pixels
 from imgflow.config import parse_config
 from imgflow.errors import Rejected
-from imgflow.executors.hybrid import LARGE, SMALL, HybridExecutor, _Backlog
+from imgflow.executors.base import RunControl
+from imgflow.executors.hybrid import (
+    DEFAULT_BATCH_SIZE,
+    LARGE,
+    SMALL,
+    HybridExecutor,
+    _Backlog,
+)
 from imgflow.executors.routing import peek_header
-from imgflow.records import Header, Source
+from imgflow.records import Header, ImageResult, Source
 from imgflow.runner import RunRequest, collect_sources, execute
 from imgflow.stages.validate import read_header, sniff_format
 
@@ -279,3 +286,30 @@ def test_damaged_scans_same_status_as_sequential(tmp_path: Path) -> None:
     assert outcomes["hybrid"]["intact.jpg"] == ("done", None)
     for name in ("inverted.jpg", "zeroed.jpg", "cut.jpg"):
         assert outcomes["hybrid"][name][0] == "rejected", name
+
+
+def test_stop_leaves_waiting_batches(tmp_path: Path) -> None:
+    """After a stop request only the batches already on a worker finish."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    small = jpeg_bytes(Image.fromarray(quadrant_pixels(320, 240)))
+    for index in range(60):
+        (folder / f"small_{index:02}.jpg").write_bytes(small)
+    request = RunRequest(
+        inputs=[str(folder)],
+        out_dir=tmp_path / "out",
+        config=CONFIG,
+        mode="hybrid",
+        workers=2,
+    )
+    sources, issues = collect_sources(request)
+    control = RunControl()
+
+    def stop_once(_result: ImageResult) -> None:
+        if not control.stopping:
+            control.request_stop()
+
+    summary = execute(request, sources, issues, control=control, on_result=stop_once)
+    # Two workers, each with at most one batch of DEFAULT_BATCH_SIZE images.
+    assert 1 <= len(summary.results) <= 2 * DEFAULT_BATCH_SIZE
+    assert len(summary.results) + len(summary.not_processed) == 60

@@ -246,6 +246,19 @@ class Feeder:
             self._room.notify_all()
             return not retry
 
+    def withdraw(self, sources: Iterable[Source]) -> None:
+        """Take back admitted sources that no worker started.
+
+        After a stop request they count as not processed, like sources
+        never admitted.
+        """
+        with self._lock:
+            for source in sources:
+                self._in_flight.discard(source.index)
+                self._attempts.pop(source.index, None)
+                self._admitted_at.pop(source.index, None)
+            self._room.notify_all()
+
     def _drop_retries(self) -> None:
         for _, index, _source in self._retries:
             self._in_flight.discard(index)

@@ -142,6 +142,12 @@ class HybridExecutor:
         running: dict[int, tuple[_Backlog, list[Source]]] = {}
         try:
             while not control.abandoned:
+                if control.stopping:
+                    # Waiting sources never started: a stop leaves them.
+                    for backlog in (small, large):
+                        feeder.withdraw([*backlog.waiting, *backlog.solo])
+                        backlog.waiting.clear()
+                        backlog.solo.clear()
                 self._fill(feeder, small, large, pipeline)
                 more_coming = not feeder.drained
                 while pool.idle():
