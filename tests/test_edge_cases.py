@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import pyvips
 from click.testing import CliRunner
 from PIL import Image
 
@@ -248,3 +249,15 @@ def test_frames_over_limit_warned(tmp_path: Path) -> None:
     result = summary.results[0]
     assert result.status is Status.DONE
     assert any("only the first 3 are kept" in w for w in result.warnings)
+
+
+def test_metadata_warnings_repeat_exactly(write_file, process) -> None:
+    """Warnings carry no object address, so sidecars are the same every run."""
+    # Pillow cannot open a three-band float TIFF, which libvips writes.
+    image = (pyvips.Image.black(40, 30, bands=3) + 0.5).cast("float")
+    path = write_file("float.tif", image.tiffsave_buffer())
+    first = process(path)
+    second = process(path)
+    assert first.warnings
+    assert first.warnings == second.warnings
+    assert not any(" at 0x" in warning for warning in first.warnings)

@@ -134,6 +134,9 @@ def _gps(gps_ifd: dict[int, Any]) -> dict[str, float]:
     return position
 
 
+_OBJECT_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
+
+
 class _Collector:
     """Gathers fields one at a time; a field that fails becomes a warning."""
 
@@ -144,7 +147,10 @@ class _Collector:
         try:
             return reader()
         except Exception as exc:  # noqa: BLE001 - any parser fault is a warning
-            self.warnings.append(f"{label}: {exc}".strip())
+            # Pillow names the in-memory file by its address, which changes
+            # from run to run; the sidecars must not.
+            message = _OBJECT_ADDRESS.sub(">", str(exc))
+            self.warnings.append(f"{label}: {message}".strip())
             return None
 
 
