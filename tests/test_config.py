@@ -68,3 +68,27 @@ def test_readme_documents_every_setting() -> None:
     for name in Variant.model_fields:
         if name not in ("width", "height"):
             assert f"`variants.NAME.{name}`" in text, f"variants.NAME.{name} missing"
+
+
+@pytest.mark.parametrize(
+    ("variant", "expected"),
+    [
+        ({"size": 65_535}, "jpeg images are at most 65500"),
+        ({"size": 20_000, "format": "webp"}, "webp images are at most 16383"),
+        ({"size": 12_000, "upscale": True}, "over validate.max_pixels"),
+        (
+            {"width": 12_000, "height": 9_000, "fit": "cover"},
+            "over validate.max_pixels",
+        ),
+    ],
+)
+def test_variant_output_limits(variant: dict, expected: str) -> None:
+    """A variant that no encoder could write, or larger than any input, is refused."""
+    with pytest.raises(ConfigError, match=expected):
+        parse_config({"variants": {"big": variant}})
+
+
+def test_variant_large_box_without_growth_allowed() -> None:
+    """A box larger than the pixel limit is fine when outputs never outgrow inputs."""
+    config = parse_config({"variants": {"big": {"size": 20_000}}})
+    assert config.variants["big"].size == 20_000

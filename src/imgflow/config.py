@@ -51,6 +51,14 @@ class OutputFormat(StrEnum):
     def animates(self) -> bool:
         return self is OutputFormat.WEBP
 
+    @property
+    def max_edge(self) -> int:
+        """The longest side, in pixels, the format's encoder writes."""
+        # libjpeg stops at 65500 and libwebp at 16383 pixels a side.
+        return {OutputFormat.JPEG: 65_500, OutputFormat.WEBP: 16_383}.get(
+            self, 65_535
+        )
+
 
 class Fit(StrEnum):
     INSIDE = "inside"
@@ -120,7 +128,18 @@ class Variant(_Section):
             raise ValueError(f"fit = {self.fit.value!r} needs both width and height")
         if self.format is OutputFormat.WEBP and self.effort > 6:
             raise ValueError(f"effort for webp must be 0-6, got {self.effort}")
+        longest = max(edge for edge in (self.size, self.width, self.height) if edge)
+        if longest > self.format.max_edge:
+            raise ValueError(
+                f"{self.format.value} images are at most {self.format.max_edge} "
+                f"pixels a side, got {longest}"
+            )
         return self
+
+    @property
+    def grows(self) -> bool:
+        """True when an output may be larger than its source image."""
+        return self.upscale or self.fit is not Fit.INSIDE
 
     @property
     def box(self) -> tuple[int | None, int | None]:
@@ -249,6 +268,23 @@ class PipelineConfig(_Section):
                     f"variant name {name!r} must be lower-case letters, digits, '-' or '_'"
                 )
         return value
+
+    @model_validator(mode="after")
+    def _check_output_pixels(self) -> PipelineConfig:
+        # Inputs are capped at validate.max_pixels; a variant that may be
+        # larger than its source is capped there too.
+        limit = self.validate_.max_pixels
+        for name, variant in self.variants.items():
+            width, height = variant.box
+            if not variant.grows or width is None or height is None:
+                continue
+            if width * height > limit:
+                raise ValueError(
+                    f"variant {name!r} may reach {width}x{height} = "
+                    f"{width * height:,} pixels, over validate.max_pixels "
+                    f"({limit:,}); lower its size or raise the limit"
+                )
+        return self
 
     @property
     def validation(self) -> ValidateConfig:
