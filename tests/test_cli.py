@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import imgflow_process, interrupt, jpeg_bytes, quadrant_pixels
-from imgflow.cli import main
+from imgflow.cli import app, main
 from imgflow.config import PipelineConfig, load_config
 
 
@@ -353,3 +353,18 @@ def test_run_rejects_non_finite_seconds(
 ) -> None:
     result = _invoke("run", str(photos), "--out", str(tmp_path / "out"), *option)
     assert result.exit_code == 2, result.output
+
+
+def test_problem_table_escapes_control_characters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file name with an escape sequence or markup is shown, not obeyed."""
+    # Wide enough that the name is not folded across lines.
+    monkeypatch.setattr(app.stdout, "width", 500)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "esc\x1b[31mred[bold].jpg").write_bytes(b"not an image")
+    result = _invoke("run", str(folder), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 1, result.output
+    assert "\x1b[31m" not in result.output
+    assert "esc\\x1b[31mred[bold].jpg" in result.output

@@ -6,12 +6,14 @@ import importlib
 import logging
 import math
 import os
+import unicodedata
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 from imgflow.errors import ExitCode
 from imgflow.telemetry.logs import (
@@ -145,6 +147,19 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="imgflow")
 def main() -> None:
     """imgflow: run one image pipeline under the execution model that fits."""
+
+
+def plain_cell(text: str) -> Text:
+    """Return `text` for a table cell: no markup, control characters escaped.
+
+    File names may contain escape sequences or brackets that would
+    otherwise drive the terminal or read as Rich markup.
+    """
+    shown = "".join(
+        f"\\x{ord(char):02x}" if unicodedata.category(char) == "Cc" else char
+        for char in text
+    )
+    return Text(shown)
 
 
 def plural(number: int, noun: str) -> str:

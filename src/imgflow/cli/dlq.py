@@ -11,7 +11,7 @@ import click
 from rich.table import Table
 
 from imgflow.catalog import SQLiteCatalog
-from imgflow.cli.app import plural, setup_logging, stderr, stdout
+from imgflow.cli.app import plain_cell, plural, setup_logging, stderr, stdout
 from imgflow.cli.run import execute_with_progress, print_summary
 from imgflow.config import load_config, parse_config
 from imgflow.errors import ConfigError, ExitCode, UsageError
@@ -77,8 +77,8 @@ def dlq_list(out_dir: Path, as_json: bool) -> None:
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(
-            row["source"], row["stage"] or "", row["reason"], str(row["attempts"]),
-            row["message"],
+            plain_cell(row["source"]), row["stage"] or "", row["reason"],
+            str(row["attempts"]), plain_cell(row["message"] or ""),
         )  # fmt: skip
     stdout.print(table)
 

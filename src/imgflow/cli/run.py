@@ -18,6 +18,7 @@ from imgflow.cli.app import (
     CONFIG_OPTION,
     LOG_FORMAT_OPTION,
     FiniteFloat,
+    plain_cell,
     plural,
     print_error,
     setup_logging,
@@ -98,14 +99,16 @@ def _problems_table(summary: RunSummary) -> Table | None:
         table.add_column(column, overflow="fold")
     for result in problems[:MAX_LISTED_PROBLEMS]:
         table.add_row(
-            result.source.path,
+            plain_cell(result.source.text),
             result.status.value,
             result.stage or "",
             result.reason.value if result.reason else "",
-            result.message or "",
+            plain_cell(result.message or ""),
         )
     for issue in summary.issues[: max(0, MAX_LISTED_PROBLEMS - len(problems))]:
-        table.add_row(issue.path, "skipped", "ingest", "", issue.message)
+        table.add_row(
+            plain_cell(issue.path), "skipped", "ingest", "", plain_cell(issue.message)
+        )
     hidden = len(problems) + len(summary.issues) - MAX_LISTED_PROBLEMS
     if hidden > 0:
         table.caption = f"and {hidden} more; --report FILE lists them all"
