@@ -55,9 +55,7 @@ class OutputFormat(StrEnum):
     def max_edge(self) -> int:
         """The longest side, in pixels, the format's encoder writes."""
         # libjpeg stops at 65500 and libwebp at 16383 pixels a side.
-        return {OutputFormat.JPEG: 65_500, OutputFormat.WEBP: 16_383}.get(
-            self, 65_535
-        )
+        return {OutputFormat.JPEG: 65_500, OutputFormat.WEBP: 16_383}.get(self, 65_535)
 
 
 class Fit(StrEnum):
