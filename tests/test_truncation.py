@@ -23,11 +23,8 @@ from PIL import Image
 
 from imgflow.errors import Reason, Status
 from imgflow.records import ImageResult
-from imgflow.stages.validate import (
-    gif_truncation,
-    tiff_truncation,
-    undecodable_reason,
-)
+from imgflow.stages.containers import gif_truncation, tiff_truncation
+from imgflow.stages.validate import undecodable_reason
 
 WriteFile = Callable[[str, bytes], Path]
 Process = Callable[..., ImageResult]

@@ -318,7 +318,7 @@ def render(
             detail = _error_detail(exc)
             if _DATA_MISSING.search(detail):
                 if undecodable_reason(header.format, data) is Reason.TRUNCATED:
-                    # The end marker is missing: the message every engine gives.
+                    # The data ends early: the message every engine gives.
                     raise decode_failure(
                         header.format, data, detail, stage=STAGE
                     ) from None
