@@ -397,13 +397,18 @@ TABLE_HEADER = [
 ]
 
 
+def photo_count(samples: Samples) -> str:
+    count = len(samples.files)
+    return f"{count} photo{'' if count == 1 else 's'}"
+
+
 def print_tables(
     results: Results, sample_sets: Sequence[Samples], contenders: Sequence[Contender]
 ) -> None:
     for samples in sample_sets:
         rows = [TABLE_HEADER, *result_rows(results, samples, contenders)]
         widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_HEADER))]
-        print(f"\n{samples.spec.name}, {len(samples.files)} photos")
+        print(f"\n{samples.spec.name}, {photo_count(samples)}")
         for row in rows:
             cells = zip(row, widths, strict=True)
             print("  ".join(cell.ljust(width) for cell, width in cells))
@@ -461,7 +466,7 @@ def write_doc(
     for samples in sample_sets:
         rows = result_rows(results, samples, contenders)
         sections.append(
-            f"### {samples.spec.name} ({len(samples.files)} photos)\n\n"
+            f"### {samples.spec.name} ({photo_count(samples)})\n\n"
             + markdown_table(rows)
         )
     rounds = f"{repeats} interleaved round{'s' if repeats != 1 else ''}"
