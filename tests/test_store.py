@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from imgflow.config import ValidateConfig
-from imgflow.errors import Reason, StageFailed
+from imgflow.config import PipelineConfig, ValidateConfig
+from imgflow.errors import Reason, Rejected, StageFailed
+from imgflow.runner import RunRequest, collect_sources, execute
 from imgflow.stages import store
 from imgflow.stages.ingest import read_source
 
@@ -64,7 +65,33 @@ def test_read_source_missing_file(tmp_path: Path) -> None:
 
 
 def test_read_source_folder_rejected(tmp_path: Path) -> None:
-    """A folder listed as a file fails as UNREADABLE, not as a crash."""
-    with pytest.raises(StageFailed) as caught:
+    """A folder listed as a file is rejected, not retried."""
+    with pytest.raises(Rejected) as caught:
         read_source(str(tmp_path), ValidateConfig())
+    assert caught.value.reason is Reason.NOT_A_FILE
     assert "not a regular file" in caught.value.message
+
+
+def test_read_source_symlink_loop_rejected(tmp_path: Path) -> None:
+    """A symlink loop stays one, so it is rejected rather than retried."""
+    loop = tmp_path / "loop.jpg"
+    loop.symlink_to(loop)
+    with pytest.raises(Rejected) as caught:
+        read_source(str(loop), ValidateConfig())
+    assert caught.value.reason is Reason.NOT_A_FILE
+
+
+def test_non_regular_input_tried_once(tmp_path: Path) -> None:
+    """A FIFO named like a photo is rejected after one attempt, in every model."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    os.mkfifo(folder / "pipe.jpg")
+    request = RunRequest(
+        inputs=[str(folder)], out_dir=tmp_path / "out", config=PipelineConfig(),
+        mode="parallel", workers=1, retry_delay=5.0,
+    )  # fmt: skip
+    sources, issues = collect_sources(request)
+    summary = execute(request, sources, issues)
+    (result,) = summary.results
+    assert result.status.value == "rejected"
+    assert result.attempts == 1

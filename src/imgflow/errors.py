@@ -22,6 +22,7 @@ class Reason(enum.StrEnum):
     UNREADABLE = "unreadable"
     SOURCE_CHANGED = "source_changed"
     NOT_AN_IMAGE = "not_an_image"
+    NOT_A_FILE = "not_a_file"
     FORMAT_NOT_ALLOWED = "format_not_allowed"
     FILE_TOO_LARGE = "file_too_large"
     TOO_MANY_PIXELS = "too_many_pixels"
@@ -62,6 +63,7 @@ REASON_STATUS: dict[Reason, Status] = {
     Reason.UNREADABLE: Status.FAILED,
     Reason.SOURCE_CHANGED: Status.FAILED,
     Reason.NOT_AN_IMAGE: Status.REJECTED,
+    Reason.NOT_A_FILE: Status.REJECTED,
     Reason.FORMAT_NOT_ALLOWED: Status.REJECTED,
     Reason.FILE_TOO_LARGE: Status.REJECTED,
     Reason.TOO_MANY_PIXELS: Status.REJECTED,

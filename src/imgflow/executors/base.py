@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from imgflow.errors import RETRYABLE
+from imgflow.errors import RETRYABLE, Status
 from imgflow.pipeline import Pipeline
 from imgflow.records import ImageResult, Source
 
@@ -219,6 +219,8 @@ class Feeder:
             policy = self._control.retry
             retry = (
                 not self._control.stopping
+                # A rejection fails the same way every time.
+                and result.status is Status.FAILED
                 and result.reason in RETRYABLE
                 and attempts < policy.attempts
             )

@@ -9,6 +9,7 @@ run can report them and go on.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import io
 import logging
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imgflow.config import ValidateConfig
-from imgflow.errors import Reason, StageFailed
+from imgflow.errors import Reason, Rejected, StageFailed
 from imgflow.stages.validate import check_size
 
 STAGE = "ingest"
@@ -176,16 +177,18 @@ def read_source(path: str, config: ValidateConfig) -> bytes:
     try:
         info = os.stat(path)
         if not stat.S_ISREG(info.st_mode):
-            raise StageFailed(
-                Reason.UNREADABLE, f"{path} is not a regular file", stage=STAGE
+            # A folder, FIFO or device stays one: retrying cannot help.
+            raise Rejected(
+                Reason.NOT_A_FILE, f"{path} is not a regular file", stage=STAGE
             )
         check_size(info.st_size, config)
         with open(path, "rb") as handle:
             data = handle.read(config.max_file_bytes + 1)
     except OSError as exc:
-        raise StageFailed(
-            Reason.UNREADABLE, f"cannot read {path}: {exc.strerror or exc}", stage=STAGE
-        ) from None
+        message = f"cannot read {path}: {exc.strerror or exc}"
+        if exc.errno == errno.ELOOP:
+            raise Rejected(Reason.NOT_A_FILE, message, stage=STAGE) from None
+        raise StageFailed(Reason.UNREADABLE, message, stage=STAGE) from None
     # The file may have grown between stat and read.
     check_size(len(data), config)
     return data
