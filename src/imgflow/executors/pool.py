@@ -43,6 +43,7 @@ from imgflow.telemetry.logs import (
 log = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 5.0
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
 
 class Outcome(StrEnum):
@@ -88,6 +89,8 @@ def _worker_main(connection: Connection) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A forked worker would otherwise inherit the parent's stop handler.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Forked while the parent held them back.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     try:
         setup: _Setup | None = connection.recv()
     except (EOFError, OSError):
@@ -202,6 +205,19 @@ def reserve_workers(count: int) -> int:
     # garbage collector does not write to, and so copy, the pages it shares.
     gc.freeze()
     context = multiprocessing.get_context("fork")
+    # A stop signal during a fork would interrupt the fork handlers, which
+    # swallow the KeyboardInterrupt. Held until the forks are done, it is
+    # delivered then; each worker sets its own handlers and unblocks them.
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        _fork_reserved(context, count)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+    log.debug("forked %d workers ahead of their pool", count)
+    return count
+
+
+def _fork_reserved(context: Any, count: int) -> None:
     for _ in range(count):
         parent_end, child_end = context.Pipe()
         process = context.Process(
@@ -213,8 +229,6 @@ def reserve_workers(count: int) -> int:
         process.start()
         child_end.close()
         _reserved.append((process, parent_end))
-    log.debug("forked %d workers ahead of their pool", count)
-    return count
 
 
 def release_reserved_workers() -> None:
