@@ -517,20 +517,27 @@ class Report:
         return "\n".join(lines)
 
     def hybrid_text(self) -> str:
-        from imgflow.executors.hybrid import DEFAULT_BATCH_SIZE
+        from imgflow.executors.hybrid import (
+            DEFAULT_BATCH_SIZE,
+            LARGE_BACKLOG_PER_WORKER,
+            HybridExecutor,
+        )
         from imgflow.executors.routing import DEFAULT_SMALL_PIXELS
 
         workers = self.args.workers
         # HybridExecutor._fill stops admitting inputs at this many of each kind.
         small_window = DEFAULT_BATCH_SIZE * workers
+        large_window = LARGE_BACKLOG_PER_WORKER * workers
+        engine = HybridExecutor(workers).small_engine
+        engine_name = "Pillow" if engine == "pillow" else "libvips"
         return (
             f"Hybrid runs one pool of {workers} worker processes, as parallel "
             "does. Each task names its engine: a batch of up to "
             f"{DEFAULT_BATCH_SIZE} small baseline JPEGs (up to "
-            f"{DEFAULT_SMALL_PIXELS:,} pixels) for the Pillow fast path, or one "
-            "other image for libvips. Small batches are dispatched first among the "
+            f"{DEFAULT_SMALL_PIXELS:,} pixels) for {engine_name}, or one other "
+            "image for libvips. Small batches are dispatched first among the "
             f"inputs admitted so far, and hybrid stops admitting inputs while "
-            f"{small_window} small or {workers} other ones wait."
+            f"{small_window} small or {large_window} other ones wait."
         )
 
     def threshold_text(self) -> str:

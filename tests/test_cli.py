@@ -368,3 +368,21 @@ def test_problem_table_escapes_control_characters(
     assert result.exit_code == 1, result.output
     assert "\x1b[31m" not in result.output
     assert "esc\\x1b[31mred[bold].jpg" in result.output
+
+
+def test_report_and_html_same_file_exits_2(photos: Path, tmp_path: Path) -> None:
+    same = tmp_path / "r.json"
+    result = _invoke(
+        "run", str(photos), "--out", str(tmp_path / "out"),
+        "--report", str(same), "--html", str(same),
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "same file" in result.output
+
+
+def test_run_rejects_huge_retry_count(photos: Path, tmp_path: Path) -> None:
+    """The backoff doubles per attempt, so the count is bounded."""
+    result = _invoke(
+        "run", str(photos), "--out", str(tmp_path / "out"), "--retries", "1100"
+    )
+    assert result.exit_code == 2, result.output

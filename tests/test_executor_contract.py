@@ -20,10 +20,10 @@ from imgflow.config import parse_config
 from imgflow.errors import Status
 from imgflow.runner import RunRequest, collect_sources, execute
 
-MODELS = [("sequential", 1), ("parallel", 2), ("pipelined", 2)]
+MODELS = [("sequential", 1), ("parallel", 2), ("pipelined", 2), ("hybrid", 2)]
 # Models whose outputs come from the same engine as the oracle's, byte for byte.
 # Hybrid renders small JPEGs with Pillow, so those are compared by similarity.
-ALL_MODELS = [*MODELS, ("hybrid", 2)]
+ALL_MODELS = MODELS
 # Two resamplers and encoders on a noisy test image: 30 dB is visually alike.
 MIN_PSNR_DB = 30.0
 ENGINE_DEPENDENT = {"bytes", "sha256"}
@@ -74,13 +74,21 @@ FAST_PATH_CONFIG = {
 }
 
 
-def _run(inputs: Path, out: Path, mode: str, workers: int, config: dict = CONFIG):
+def _run(
+    inputs: Path,
+    out: Path,
+    mode: str,
+    workers: int,
+    config: dict = CONFIG,
+    small_engine: str = "vips",
+):
     request = RunRequest(
         inputs=[str(inputs)],
         out_dir=out,
         config=parse_config(config),
         mode=mode,
         workers=workers,
+        small_engine=small_engine,
     )
     sources, issues = collect_sources(request)
     return execute(request, sources, issues)
@@ -194,13 +202,13 @@ def _psnr(first: Path, second: Path) -> float:
     return 99.0 if mse == 0 else 10 * float(np.log10(255**2 / mse))
 
 
-def test_hybrid_matches_oracle_by_similarity(
+def test_hybrid_pillow_matches_oracle_by_similarity(
     oracle: tuple[Path, Path], fast_path_oracle: Path, tmp_path: Path
 ) -> None:
-    """Hybrid writes the same files; fast-path variants match by size and PSNR."""
+    """With Pillow for small photos, their variants match by size and PSNR."""
     inputs, expected = oracle[0], fast_path_oracle
     out = tmp_path / "out"
-    summary = _run(inputs, out, "hybrid", 2, FAST_PATH_CONFIG)
+    summary = _run(inputs, out, "hybrid", 2, FAST_PATH_CONFIG, small_engine="pillow")
     engines = {Path(r.source.path).name: r.engine for r in summary.results}
     assert engines["photo_1.jpg"] == "pillow"
     assert engines["alpha.png"] == "vips"
@@ -222,12 +230,12 @@ def test_hybrid_matches_oracle_by_similarity(
             assert produced[relative] == digest, relative
 
 
-def test_hybrid_catalog_matches_apart_from_bytes(
+def test_hybrid_pillow_catalog_matches_apart_from_bytes(
     oracle: tuple[Path, Path], fast_path_oracle: Path, tmp_path: Path
 ) -> None:
     """Hybrid records the same rows; only encoded sizes and hashes may differ."""
     inputs, expected = oracle[0], fast_path_oracle
-    _run(inputs, tmp_path / "out", "hybrid", 2, FAST_PATH_CONFIG)
+    _run(inputs, tmp_path / "out", "hybrid", 2, FAST_PATH_CONFIG, small_engine="pillow")
     ignore = TIMING_COLUMNS | ENGINE_DEPENDENT
     produced = _catalog(tmp_path / "out", ignore)
     reference = _catalog(expected, ignore)

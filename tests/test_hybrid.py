@@ -16,12 +16,11 @@ from imgflow.errors import Rejected
 from imgflow.executors.base import RunControl
 from imgflow.executors.hybrid import (
     DEFAULT_BATCH_SIZE,
-    LARGE,
-    SMALL,
     HybridExecutor,
     _Backlog,
 )
 from imgflow.executors.routing import peek_header
+from imgflow.pipeline import Pipeline
 from imgflow.records import Header, ImageResult, Source
 from imgflow.runner import RunRequest, collect_sources, execute
 from imgflow.stages.validate import read_header, sniff_format
@@ -35,8 +34,8 @@ def _sources(count: int, start: int = 0) -> list[Source]:
 
 def test_small_batch_goes_before_large() -> None:
     executor = HybridExecutor(2, batch_size=4)
-    small = _Backlog(SMALL, 4, waiting=_sources(5))
-    large = _Backlog(LARGE, 1, waiting=_sources(2, start=10))
+    small = _Backlog("pillow", 4, waiting=_sources(5))
+    large = _Backlog("vips", 1, waiting=_sources(2, start=10))
     backlog, batch = executor._next_task(small, large, more_coming=True)
     assert backlog is small
     assert [s.index for s in batch] == [0, 1, 2, 3]
@@ -45,8 +44,8 @@ def test_small_batch_goes_before_large() -> None:
 def test_partial_batch_waits_for_large_work() -> None:
     """A partial small batch yields to a waiting large image while more may come."""
     executor = HybridExecutor(2, batch_size=4)
-    small = _Backlog(SMALL, 4, waiting=_sources(2))
-    large = _Backlog(LARGE, 1, waiting=_sources(1, start=10))
+    small = _Backlog("pillow", 4, waiting=_sources(2))
+    large = _Backlog("vips", 1, waiting=_sources(1, start=10))
     backlog, batch = executor._next_task(small, large, more_coming=True)
     assert backlog is large
     assert [s.index for s in batch] == [10]
@@ -55,8 +54,8 @@ def test_partial_batch_waits_for_large_work() -> None:
 def test_partial_batch_sent_when_idle() -> None:
     """With nothing else to run, a partial batch goes out instead of waiting."""
     executor = HybridExecutor(2, batch_size=4)
-    small = _Backlog(SMALL, 4, waiting=_sources(2))
-    large = _Backlog(LARGE, 1)
+    small = _Backlog("pillow", 4, waiting=_sources(2))
+    large = _Backlog("vips", 1)
     backlog, batch = executor._next_task(small, large, more_coming=True)
     assert backlog is small
     assert len(batch) == 2
@@ -64,8 +63,8 @@ def test_partial_batch_sent_when_idle() -> None:
 
 def test_solo_reruns_come_first() -> None:
     executor = HybridExecutor(2, batch_size=4)
-    small = _Backlog(SMALL, 4, waiting=_sources(4))
-    large = _Backlog(LARGE, 1, solo=_sources(1, start=20))
+    small = _Backlog("pillow", 4, waiting=_sources(4))
+    large = _Backlog("vips", 1, solo=_sources(1, start=20))
     backlog, batch = executor._next_task(small, large, more_coming=True)
     assert backlog is large
     assert [s.index for s in batch] == [20]
@@ -73,11 +72,12 @@ def test_solo_reruns_come_first() -> None:
 
 def test_nothing_to_run() -> None:
     executor = HybridExecutor(2)
-    assert executor._next_task(_Backlog(SMALL, 4), _Backlog(LARGE, 1), True) is None
+    assert executor._next_task(_Backlog("pillow", 4), _Backlog("vips", 1), True) is None
 
 
-def test_engines_follow_route(tmp_path: Path) -> None:
-    """Small baseline JPEGs take the Pillow path and large ones libvips."""
+@pytest.mark.parametrize("small_engine", ["vips", "pillow"])
+def test_engines_follow_route(tmp_path: Path, small_engine: str) -> None:
+    """Small baseline JPEGs take the small engine and large ones libvips."""
     folder = tmp_path / "in"
     folder.mkdir()
     for index in range(6):
@@ -86,21 +86,22 @@ def test_engines_follow_route(tmp_path: Path) -> None:
     for index in range(2):
         large = Image.fromarray(quadrant_pixels(1000 + index, 800))
         (folder / f"large_{index}.jpg").write_bytes(jpeg_bytes(large))
-    request = RunRequest(
-        inputs=[str(folder)],
-        out_dir=tmp_path / "out",
-        config=CONFIG,
-        mode="hybrid",
-        workers=2,
-    )
-    sources, issues = collect_sources(request)
-    summary = execute(request, sources, issues)
-    engines = {Path(r.source.path).stem: r.engine for r in summary.results}
-    assert summary.counts == {"done": 8}
+    request = RunRequest(inputs=[str(folder)], out_dir=tmp_path / "out", config=CONFIG)
+    sources, _ = collect_sources(request)
+    executor = HybridExecutor(2, small_engine=small_engine)
+    pipeline = Pipeline(CONFIG, tmp_path / "out")
+    results = list(executor.run(pipeline, sources, RunControl()))
+    engines = {Path(r.source.path).stem: r.engine for r in results}
+    assert [r.status.value for r in results] == ["done"] * 8
     for index in range(6):
-        assert engines[f"small_{index}"] == "pillow"
+        assert engines[f"small_{index}"] == small_engine
     for index in range(2):
         assert engines[f"large_{index}"] == "vips"
+
+
+def test_unknown_small_engine_raises() -> None:
+    with pytest.raises(ValueError, match="small_engine"):
+        HybridExecutor(2, small_engine="magick")
 
 
 def _routing_fields(header: Header | None) -> tuple[object, ...] | None:
@@ -238,7 +239,7 @@ def test_hybrid_run_with_fifo_and_bomb(tmp_path: Path) -> None:
         for r in summaries[0].results
     }
     assert reasons["bomb.jpg"] == "too_many_pixels"
-    assert reasons["pipe.jpg"] == "unreadable"
+    assert reasons["pipe.jpg"] == "not_a_file"
     assert [reasons[f"small_{index}.jpg"] for index in range(4)] == [None] * 4
 
 

@@ -66,6 +66,7 @@ class RunRequest:
     retries: int = 2
     retry_delay: float = 0.5
     max_worker_rss_mb: int | None = 1024
+    small_engine: str = "vips"
 
     def control(self) -> RunControl:
         """Build the run control that these options ask for."""
@@ -295,6 +296,7 @@ def execute(
         max_rss=request.max_worker_rss_mb * 2**20
         if request.max_worker_rss_mb
         else None,
+        small_engine=request.small_engine,
     )
     run_id = catalog.start_run(
         RunInfo(

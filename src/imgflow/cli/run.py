@@ -28,6 +28,7 @@ from imgflow.cli.app import (
 from imgflow.config import load_config
 from imgflow.errors import ConfigError, ExitCode, Status, UsageError
 from imgflow.executors import MODES, RunControl, pool_workers
+from imgflow.executors.hybrid import ENGINES
 from imgflow.executors.pool import reserved_workers
 from imgflow.outdir import check_output_file, check_writable, locked
 from imgflow.records import Source
@@ -50,6 +51,8 @@ from imgflow.telemetry import DEFAULT_METRICS_ADDRESS
 MAX_LISTED_PROBLEMS = 50
 # An hour between attempts is already far past any transient fault.
 MAX_RETRY_DELAY_SECONDS = 3600.0
+# The backoff doubles per attempt, so far beyond this it overflows a float.
+MAX_RETRIES = 100
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +184,7 @@ def _problems_table(summary: RunSummary) -> Table | None:
 )
 @click.option(
     "--retries",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=MAX_RETRIES),
     default=2,
     show_default=True,
     help="Retries of an image whose failure may pass (I/O, lost worker, time limit).",
@@ -201,6 +204,14 @@ def _problems_table(summary: RunSummary) -> Table | None:
     show_default=True,
     metavar="MB",
     help="Recycle a worker process between images once its resident memory passes this.",
+)
+@click.option(
+    "--small-engine",
+    type=click.Choice(ENGINES),
+    default="vips",
+    show_default=True,
+    help="Engine for hybrid's batches of small photos (Pillow checks each scan "
+    "with libvips first).",
 )
 @click.option(
     "--redo",
@@ -255,6 +266,7 @@ def run(
     retries: int,
     retry_delay: float,
     max_worker_rss: int,
+    small_engine: str,
     redo: bool,
     ordered: bool,
     time_limit: float | None,
@@ -303,7 +315,14 @@ def run(
             retries=retries,
             retry_delay=retry_delay,
             max_worker_rss_mb=max_worker_rss,
+            small_engine=small_engine,
         )
+        if report_path is not None and html_path is not None:
+            if os.path.realpath(report_path) == os.path.realpath(html_path):
+                raise UsageError(
+                    f"--report and --html name the same file {report_path}; "
+                    "name two files"
+                )
         _check_inputs_outside(request)
         sources, issues = collect_sources(request)
         for option, path in (("--report", report_path), ("--html", html_path)):

@@ -30,6 +30,7 @@ def make_executor(
     time_limit: float | None = None,
     queue_size: int = 8,
     max_rss: int | None = None,
+    small_engine: str = "vips",
 ) -> Executor:
     """Build the executor for a mode name; sequential ignores the other options."""
     if mode == "sequential":
@@ -41,7 +42,9 @@ def make_executor(
             workers, time_limit=time_limit, queue_size=queue_size, max_rss=max_rss
         )
     if mode == "hybrid":
-        return HybridExecutor(workers, time_limit=time_limit, max_rss=max_rss)
+        return HybridExecutor(
+            workers, small_engine=small_engine, time_limit=time_limit, max_rss=max_rss
+        )
     raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
 
 

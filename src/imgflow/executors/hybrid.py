@@ -1,14 +1,18 @@
-"""Hybrid model: route each image to the engine that suits it, on one pool.
+"""Hybrid model: small photos in batches and first, large ones alone, on one pool.
 
-Small baseline JPEGs go in batches through the Pillow fast path, which
-saves a round trip per image and beats libvips on the smallest photos.
-Large and slow kinds (over the pixel threshold, progressive, animated,
-tagged with a colour profile, or another format) go one at a time through
-libvips. Both kinds share one pool of worker processes, one per core by
-default, and a worker runs whichever engine its task names, so no core
-idles while the other kind has work. Small batches are dispatched first:
-a small photo waits for at most one running task to end, never for a
-queue of large ones.
+Small baseline JPEGs go in batches, which saves a round trip per image,
+and are dispatched first: a small photo waits for at most one running
+task to end, never for a queue of large ones. Large and slow kinds (over
+the pixel threshold, progressive, animated, tagged with a colour profile,
+or another format) go one at a time. Both kinds share one pool of worker
+processes, one per core by default, so no core idles while the other kind
+has work.
+
+Each task names its engine. Small batches run on libvips by default: the
+Pillow fast path decodes corrupt or cut scans without a warning, and once
+it checks each scan with libvips first, libvips is faster at every size
+measured (benchmarks/hybrid_threshold.py, from 0.3 MP). `small_engine`
+selects Pillow instead.
 
 Routing reads each file's signature and header in the coordinating process
 (well under a millisecond, no decode); workers then run the whole pipeline
@@ -35,7 +39,7 @@ DEFAULT_BATCH_SIZE = 4
 # the in-flight count stay small.
 LARGE_BACKLOG_PER_WORKER = 8
 
-SMALL, LARGE = "pillow", "vips"
+ENGINES = ("vips", "pillow")
 
 
 def process_batch_in_worker(task: tuple[str, list[Source]]) -> list[ImageResult]:
@@ -65,11 +69,17 @@ class HybridExecutor:
         *,
         small_pixels: int = DEFAULT_SMALL_PIXELS,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        small_engine: str = "vips",
         time_limit: float | None = None,
         max_rss: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if small_engine not in ENGINES:
+            raise ValueError(
+                f"small_engine must be one of {', '.join(ENGINES)}, got {small_engine!r}"
+            )
+        self.small_engine = small_engine
         self.workers = workers or default_workers()
         self.small_pixels = small_pixels
         self.batch_size = batch_size
@@ -125,8 +135,8 @@ class HybridExecutor:
         self, pipeline: Pipeline, sources: Iterable[Source], control: RunControl
     ) -> Iterator[ImageResult]:
         feeder = Feeder(sources, control)
-        small = _Backlog(SMALL, self.batch_size)
-        large = _Backlog(LARGE, 1)
+        small = _Backlog(self.small_engine, self.batch_size)
+        large = _Backlog("vips", 1)
         pool = WorkerPool(
             self.workers,
             process_batch_in_worker,
