@@ -509,3 +509,12 @@ def test_redact_masks_event_fields() -> None:
     assert record.source == "/in/password=***"
     assert record.inputs == ["amqp://guest:***@127.0.0.1:5672//", "/in"]
     assert record.images == 3
+
+
+def test_log_messages_escape_control_characters() -> None:
+    """A file name with a terminal escape is logged as text, not obeyed."""
+    record = logging.LogRecord(
+        "imgflow", logging.WARNING, "", 0, "%s failed", ("in/x\x1b[2Jy.jpg",), None
+    )
+    assert ContextFilter().filter(record)
+    assert record.getMessage() == "in/x\\x1b[2Jy.jpg failed"

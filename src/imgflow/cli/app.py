@@ -6,7 +6,6 @@ import importlib
 import logging
 import math
 import os
-import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from imgflow.telemetry.logs import (
     LogFormat,
     configure_logging,
     current_log_settings,
+    escape_controls,
 )
 
 log = logging.getLogger(__name__)
@@ -149,17 +149,13 @@ def main() -> None:
     """imgflow: run one image pipeline under the execution model that fits."""
 
 
-def plain_cell(text: str) -> Text:
-    """Return `text` for a table cell: no markup, control characters escaped.
+def plain_cell(text: str, *, keep_newlines: bool = False) -> Text:
+    """Return `text` for the terminal: no markup, control characters escaped.
 
     File names may contain escape sequences or brackets that would
     otherwise drive the terminal or read as Rich markup.
     """
-    shown = "".join(
-        f"\\x{ord(char):02x}" if unicodedata.category(char) == "Cc" else char
-        for char in text
-    )
-    return Text(shown)
+    return Text(escape_controls(text, keep_newlines=keep_newlines))
 
 
 def plural(number: int, noun: str) -> str:

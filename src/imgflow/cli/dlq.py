@@ -99,9 +99,10 @@ def dlq_show(out_dir: Path, source: str) -> None:
         sys.exit(ExitCode.USAGE)
     for name, value in rows[0].items():
         if name != "traceback":
-            stdout.print(f"{name}: {value}", highlight=False)
+            stdout.print(plain_cell(f"{name}: {value}"), highlight=False)
     stdout.print("traceback:", highlight=False)
-    stdout.print(rows[0]["traceback"] or "(none recorded)", highlight=False)
+    traceback = rows[0]["traceback"] or "(none recorded)"
+    stdout.print(plain_cell(traceback, keep_newlines=True), highlight=False)
 
 
 @dlq.command("retry")

@@ -20,6 +20,7 @@ import re
 import sys
 import threading
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import IO, Any, Literal
 
@@ -67,6 +68,17 @@ def redact(text: str) -> str:
     return _SECRET_PAIR.sub(r"\g<key>***", text)
 
 
+def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
+    """Write control characters, such as a terminal's escape, as \\xNN."""
+    kept = "\n\t" if keep_newlines else ""
+    return "".join(
+        f"\\x{ord(char):02x}"
+        if unicodedata.category(char) == "Cc" and char not in kept
+        else char
+        for char in text
+    )
+
+
 def worker_name() -> str:
     """Return the name logs use for this process."""
     process = multiprocessing.current_process()
@@ -97,7 +109,8 @@ class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.worker = worker_name()
         message = record.getMessage()
-        masked = redact(message)
+        # A file name in a message must not drive the terminal it reaches.
+        masked = escape_controls(redact(message), keep_newlines=True)
         if masked != message:
             record.msg, record.args = masked, None
         for name, value in list(record.__dict__.items()):
