@@ -18,7 +18,7 @@ def behave(argument: tuple[str, float]) -> str:
     return f"{action}:{value}"
 
 
-# Set by a parent before it forks workers: a forked worker sees the value,
+# Set by a parent before it forks workers: a forked worker inherits the value,
 # a spawned one, which imports this module afresh, does not.
 origin = "imported"
 

@@ -263,7 +263,7 @@ def _damaged_jpegs() -> dict[str, bytes]:
 
 
 def test_damaged_scans_same_status_as_sequential(tmp_path: Path) -> None:
-    """The fast path rejects damaged scan data as the libvips models do."""
+    """Hybrid rejects damaged scan data as the sequential model does."""
     folder = tmp_path / "in"
     folder.mkdir()
     for name, data in _damaged_jpegs().items():

@@ -170,7 +170,7 @@ def test_auto_small_jpegs_hybrid(tmp_path: Path) -> None:
 
 
 def test_auto_large_images_parallel(tmp_path: Path) -> None:
-    """Images too large for the fast path choose parallel."""
+    """Images too large for the small batches choose parallel."""
     sources = _write_jpegs(tmp_path, 6, (1600, 1200))
     choice = choose_mode(sources, PipelineConfig(), 2)
     assert choice.mode == "parallel"

@@ -53,7 +53,7 @@ class OutputFormat(StrEnum):
 
     @property
     def max_edge(self) -> int:
-        """The longest side, in pixels, the format's encoder writes."""
+        """The maximum side, in pixels, of an image the format's encoder writes."""
         # libjpeg stops at 65500 and libwebp at 16383 pixels a side.
         return {OutputFormat.JPEG: 65_500, OutputFormat.WEBP: 16_383}.get(self, 65_535)
 

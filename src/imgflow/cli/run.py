@@ -141,7 +141,8 @@ def _problems_table(summary: RunSummary) -> Table | None:
     default=None,
     help=(
         "Worker processes [default: one per CPU core]; hybrid mode shares them "
-        "between its fast path and libvips. Sequential mode runs in one process."
+        "between small batches and other images. Sequential mode runs in one "
+        "process."
     ),
 )
 @click.option(

@@ -3,9 +3,9 @@
 The choice reads the headers of an even sample of the inputs (well under
 a millisecond each, no decoding), with the routing test hybrid uses, and
 follows measured behaviour. A handful of images gains little from workers:
-on three 12 MP photos, two workers ran 5% faster than one process. The
-Pillow fast path pays off when many images are small baseline JPEGs.
-Otherwise, whole images on a process pool use every core.
+on three 12 MP photos, two workers ran 5% faster than one process. Hybrid
+pays off when many images are small baseline JPEGs, which it batches and
+dispatches first. Otherwise, whole images on a process pool use every core.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from imgflow.config import PipelineConfig
-from imgflow.executors.routing import DEFAULT_SMALL_PIXELS, on_fast_path, peek_header
+from imgflow.executors.routing import DEFAULT_SMALL_PIXELS, is_small_photo, peek_header
 from imgflow.records import Source
 
 SAMPLE_SIZE = 32
 # Fewer images than this do not repay starting worker processes.
 MIN_IMAGES_FOR_WORKERS = 4
-# Share of sampled images on the fast path above which hybrid is chosen.
+# Share of sampled images in hybrid's small class above which hybrid is chosen.
 MIN_FAST_SHARE = 0.25
 
 
@@ -57,18 +57,18 @@ def choose_mode(sources: list[Source], config: PipelineConfig, workers: int) -> 
         if header is None:
             continue
         readable += 1
-        if on_fast_path(source, header, config):
+        if is_small_photo(source, header, config):
             fast += 1
     share = fast / readable if readable else 0.0
     if share >= MIN_FAST_SHARE:
         return Choice(
             "hybrid",
             f"{fast} of {readable} sampled images are small baseline JPEGs "
-            f"(<= {DEFAULT_SMALL_PIXELS:,} pixels) for the fast path; the rest get "
-            "their own libvips pool",
+            f"(<= {DEFAULT_SMALL_PIXELS:,} pixels), which hybrid batches and "
+            "dispatches first",
         )
     return Choice(
         "parallel",
-        f"{fast} of {readable} sampled images suit the fast path; whole images on "
+        f"{fast} of {readable} sampled images are small baseline JPEGs; whole images on "
         f"{workers} worker processes use every core",
     )

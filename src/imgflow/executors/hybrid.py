@@ -29,7 +29,7 @@ from imgflow.executors import worker
 from imgflow.executors.base import Feeder, RunControl
 from imgflow.executors.parallel import POLL_SECONDS, default_workers, result_of
 from imgflow.executors.pool import Outcome, WorkerPool
-from imgflow.executors.routing import DEFAULT_SMALL_PIXELS, on_fast_path, peek_header
+from imgflow.executors.routing import DEFAULT_SMALL_PIXELS, is_small_photo, peek_header
 from imgflow.pipeline import Pipeline
 from imgflow.records import ImageResult, Source
 
@@ -88,9 +88,9 @@ class HybridExecutor:
         self._tasks = 0
 
     def is_small(self, source: Source, pipeline: Pipeline) -> bool:
-        """True when a source belongs on the Pillow fast path."""
+        """True when a source goes in the small batches."""
         header = peek_header(source.path)
-        return header is not None and on_fast_path(
+        return header is not None and is_small_photo(
             source, header, pipeline.config, self.small_pixels
         )
 

@@ -1,10 +1,11 @@
 """Routing: what hybrid and auto read of an image before a worker takes it.
 
 Routing reads the signature and the header segments of a file, in the
-coordinating process, and decodes nothing. Its answer only picks an
-engine: the worker validates the image in full, and sends a photo that
-does not qualify for the Pillow fast path to libvips. So any file routing
-cannot read goes to libvips, which rejects it with a named reason.
+coordinating process, and decodes nothing. Its result only sorts photos
+into small ones, batched and dispatched first, and the rest: the worker
+validates every image in full, and renders a photo that does not qualify
+for Pillow with libvips. So a file routing cannot read goes to libvips,
+which rejects it with a named reason.
 """
 
 from __future__ import annotations
@@ -103,13 +104,17 @@ def _jpeg_header(handle: IO[bytes]) -> Header | None:
             )
 
 
-def on_fast_path(
+def is_small_photo(
     source: Source,
     header: Header,
     config: PipelineConfig,
     small_pixels: int = DEFAULT_SMALL_PIXELS,
 ) -> bool:
-    """True when a source with this header belongs on the Pillow fast path."""
+    """True when a source with this header goes in hybrid's small batches.
+
+    Only photos that the Pillow engine could also render count, so that
+    `--small-engine pillow` routes the same photos.
+    """
     return (
         header.pixels <= small_pixels
         and pillow.can_render(header, config)

@@ -13,7 +13,7 @@ from typing import NamedTuple
 def gif_frame_extent(data: bytes, max_frames: int = 10_000) -> tuple[int, int]:
     """Return the largest (right, bottom) edge any GIF frame descriptor claims.
 
-    A GIF's logical screen may say 32x32 while a frame claims 65535x65535;
+    A GIF's logical screen may declare 32x32 while a frame claims 65535x65535;
     decoders size their buffers from the frame, so the frame counts. Only
     block headers are read: the walk skips every data sub-block unread.
     """

@@ -70,10 +70,10 @@ def redact(text: str) -> str:
 
 def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
     """Write control characters, such as a terminal's escape, as \\xNN."""
-    kept = "\n\t" if keep_newlines else ""
+    allowed = "\n\t" if keep_newlines else ""
     return "".join(
         f"\\x{ord(char):02x}"
-        if unicodedata.category(char) == "Cc" and char not in kept
+        if unicodedata.category(char) == "Cc" and char not in allowed
         else char
         for char in text
     )
