@@ -535,8 +535,9 @@ class Report:
             "does. Each task names its engine: a batch of up to "
             f"{DEFAULT_BATCH_SIZE} small baseline JPEGs (up to "
             f"{DEFAULT_SMALL_PIXELS:,} pixels) for {engine_name}, or one other "
-            "image for libvips. Small batches are dispatched first among the "
-            f"inputs admitted so far, and hybrid stops admitting inputs while "
+            "image for libvips. Other images start costliest first, and may "
+            "occupy every worker but one while small batches wait. Hybrid "
+            "stops admitting inputs while "
             f"{small_window} small or {large_window} other ones wait."
         )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from imgflow.executors.hybrid import (
     HybridExecutor,
     _Backlog,
 )
-from imgflow.executors.routing import peek_header
+from imgflow.executors.routing import peek_header, relative_cost
 from imgflow.pipeline import Pipeline
 from imgflow.records import Header, ImageResult, Source
 from imgflow.runner import RunRequest, collect_sources, execute
@@ -32,21 +33,70 @@ def _sources(count: int, start: int = 0) -> list[Source]:
     return [Source(index=i, path=f"/in/{i}.jpg") for i in range(start, start + count)]
 
 
-def test_small_batch_goes_before_large() -> None:
-    executor = HybridExecutor(2, batch_size=4)
-    small = _Backlog("pillow", 4, waiting=_sources(5))
-    large = _Backlog("vips", 1, waiting=_sources(2, start=10))
+def _backlog(
+    engine: str,
+    batch_size: int,
+    sources: Sequence[Source] = (),
+    costs: Sequence[float] | None = None,
+) -> _Backlog:
+    backlog = _Backlog(engine, batch_size)
+    for position, source in enumerate(sources):
+        backlog.push(source, costs[position] if costs else 0.0)
+    return backlog
+
+
+def test_backlog_order_cost_then_arrival() -> None:
+    backlog = _backlog("vips", 1, _sources(5), costs=[1.0, 9.0, 1.0, 5.0, 9.0])
+    assert [s.index for s in backlog.take(5)] == [1, 4, 3, 0, 2]
+    assert len(backlog) == 0
+
+
+def test_backlog_clear_includes_reruns() -> None:
+    backlog = _backlog("vips", 1, _sources(2))
+    backlog.solo.extend(_sources(1, start=7))
+    assert sorted(s.index for s in backlog.clear()) == [0, 1, 7]
+    assert len(backlog) == 0
+    assert not backlog.solo
+
+
+def test_one_worker_small_batch_first() -> None:
+    executor = HybridExecutor(1, batch_size=4)
+    small = _backlog("pillow", 4, _sources(5))
+    large = _backlog("vips", 1, _sources(2, start=10))
     backlog, batch = executor._next_task(small, large, more_coming=True)
     assert backlog is small
     assert [s.index for s in batch] == [0, 1, 2, 3]
 
 
+def test_two_workers_large_starts_early() -> None:
+    """With two workers, one takes the costliest large image at once."""
+    executor = HybridExecutor(2, batch_size=4)
+    small = _backlog("pillow", 4, _sources(5))
+    large = _backlog("vips", 1, _sources(2, start=10), costs=[2e6, 5e7])
+    backlog, batch = executor._next_task(small, large, True, large_running=0)
+    assert backlog is large
+    assert [s.index for s in batch] == [11]
+    # The other worker is kept for the small photos that wait.
+    backlog, batch = executor._next_task(small, large, True, large_running=1)
+    assert backlog is small
+    assert [s.index for s in batch] == [0, 1, 2, 3]
+
+
+def test_large_takes_all_workers_without_small() -> None:
+    executor = HybridExecutor(2, batch_size=4)
+    small = _backlog("pillow", 4)
+    large = _backlog("vips", 1, _sources(2, start=10))
+    backlog, batch = executor._next_task(small, large, True, large_running=1)
+    assert backlog is large
+    assert [s.index for s in batch] == [10]
+
+
 def test_partial_batch_waits_for_large_work() -> None:
     """A partial small batch yields to a waiting large image while more may come."""
     executor = HybridExecutor(2, batch_size=4)
-    small = _Backlog("pillow", 4, waiting=_sources(2))
-    large = _Backlog("vips", 1, waiting=_sources(1, start=10))
-    backlog, batch = executor._next_task(small, large, more_coming=True)
+    small = _backlog("pillow", 4, _sources(2))
+    large = _backlog("vips", 1, _sources(1, start=10))
+    backlog, batch = executor._next_task(small, large, True, large_running=1)
     assert backlog is large
     assert [s.index for s in batch] == [10]
 
@@ -54,8 +104,8 @@ def test_partial_batch_waits_for_large_work() -> None:
 def test_partial_batch_sent_when_idle() -> None:
     """With nothing else to run, a partial batch goes out instead of waiting."""
     executor = HybridExecutor(2, batch_size=4)
-    small = _Backlog("pillow", 4, waiting=_sources(2))
-    large = _Backlog("vips", 1)
+    small = _backlog("pillow", 4, _sources(2))
+    large = _backlog("vips", 1)
     backlog, batch = executor._next_task(small, large, more_coming=True)
     assert backlog is small
     assert len(batch) == 2
@@ -63,9 +113,10 @@ def test_partial_batch_sent_when_idle() -> None:
 
 def test_solo_reruns_come_first() -> None:
     executor = HybridExecutor(2, batch_size=4)
-    small = _Backlog("pillow", 4, waiting=_sources(4))
-    large = _Backlog("vips", 1, solo=_sources(1, start=20))
-    backlog, batch = executor._next_task(small, large, more_coming=True)
+    small = _backlog("pillow", 4, _sources(4))
+    large = _backlog("vips", 1)
+    large.solo.extend(_sources(1, start=20))
+    backlog, batch = executor._next_task(small, large, True, large_running=1)
     assert backlog is large
     assert [s.index for s in batch] == [20]
 
@@ -134,6 +185,19 @@ def _assert_peek_matches_libvips(path: Path) -> None:
         # Routing may still read what libvips rejects: the worker decides.
         return
     assert _routing_fields(peeked) == _routing_fields(full), path.name
+
+
+def _header(width: int, height: int, *, progressive: bool = False) -> Header:
+    return Header("jpeg", width, height, 3, 8, 1, 1, progressive)
+
+
+def test_relative_cost_order() -> None:
+    assert relative_cost(_header(8000, 6000)) > relative_cost(_header(4000, 3000))
+    assert relative_cost(_header(4000, 3000, progressive=True)) > relative_cost(
+        _header(4000, 3000)
+    )
+    # Unreadable headers cost nothing, so they never hold back real work.
+    assert relative_cost(None) == 0.0
 
 
 def test_peek_header_kinds_of_jpeg(write_file) -> None:

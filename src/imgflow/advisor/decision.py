@@ -113,8 +113,8 @@ def choose_mode(costs: CostProfile, plan: CapacityPlan) -> tuple[str, str]:
     if costs.megapixels_p50 is not None and costs.megapixels_p50 <= small:
         return "hybrid", (
             f"Half the images are at most {costs.megapixels_p50:.2g} MP, within "
-            f"the {small:g} MP that hybrid batches and dispatches first, so they "
-            "do not wait behind the large ones."
+            f"the {small:g} MP that hybrid batches and keeps a worker for, so "
+            "they do not wait behind the large ones."
         )
     if costs.io_share is not None and costs.io_share >= PIPELINED_MIN_IO_SHARE:
         return "pipelined", (

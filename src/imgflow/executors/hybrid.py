@@ -1,12 +1,16 @@
 """Hybrid model: small photos in batches and first, large ones alone, on one pool.
 
-Small baseline JPEGs go in batches, which saves a round trip per image,
-and are dispatched first: a small photo waits for at most one running
-task to end, never for a queue of large ones. Large and slow kinds (over
-the pixel threshold, progressive, animated, tagged with a colour profile,
-or another format) go one at a time. Both kinds share one pool of worker
-processes, one per core by default, so no core idles while the other kind
-has work.
+Small baseline JPEGs go in batches, which saves a round trip per image.
+Large and slow kinds (over the pixel threshold, progressive, animated,
+tagged with a colour profile, or another format) go one at a time, the
+costliest first. Both kinds share one pool of worker processes, one per
+core by default, so no core idles while the other kind has work.
+
+With two or more workers, large images may occupy every worker but one
+while small photos wait, and they start as soon as they are admitted. A
+small photo then waits for at most one running task, and the longest
+images do not start last, where one would hold a core while the others
+idle. With one worker, small batches go first.
 
 Each task names its engine. Small batches run on libvips by default: the
 Pillow fast path decodes corrupt or cut scans without a warning, and once
@@ -21,6 +25,8 @@ on their images, as in the parallel model.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +35,12 @@ from imgflow.executors import worker
 from imgflow.executors.base import Feeder, RunControl
 from imgflow.executors.parallel import POLL_SECONDS, default_workers, result_of
 from imgflow.executors.pool import Outcome, WorkerPool
-from imgflow.executors.routing import DEFAULT_SMALL_PIXELS, is_small_photo, peek_header
+from imgflow.executors.routing import (
+    DEFAULT_SMALL_PIXELS,
+    is_small_photo,
+    peek_header,
+    relative_cost,
+)
 from imgflow.pipeline import Pipeline
 from imgflow.records import ImageResult, Source
 
@@ -48,16 +59,42 @@ def process_batch_in_worker(task: tuple[str, list[Source]]) -> list[ImageResult]
     return [pipeline.process(source, engine=engine) for source in batch]
 
 
+_arrivals = itertools.count()
+
+
 @dataclass(slots=True)
 class _Backlog:
-    """Sources routed to one engine and waiting for a worker."""
+    """Sources routed to one engine and waiting for a worker.
+
+    The costliest source leaves first. Sources of equal cost leave in the
+    order they arrived, so a backlog given no costs is first in, first out.
+    """
 
     engine: str
     batch_size: int
-    waiting: list[Source] = field(default_factory=list)
+    # (negated cost, arrival number, source): a heap whose top is next.
+    queue: list[tuple[float, int, Source]] = field(default_factory=list)
     # Members of a batch whose worker died, re-run one by one so that only
     # the image that kills its worker is charged an attempt.
     solo: list[Source] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.queue)
+
+    def push(self, source: Source, cost: float = 0.0) -> None:
+        heapq.heappush(self.queue, (-cost, next(_arrivals), source))
+
+    def take(self, count: int) -> list[Source]:
+        """Remove and return up to `count` sources, the next first."""
+        count = min(count, len(self.queue))
+        return [heapq.heappop(self.queue)[2] for _ in range(count)]
+
+    def clear(self) -> list[Source]:
+        """Remove and return every waiting source, re-runs included."""
+        left = [entry[2] for entry in self.queue] + self.solo
+        self.queue.clear()
+        self.solo.clear()
+        return left
 
 
 class HybridExecutor:
@@ -87,13 +124,6 @@ class HybridExecutor:
         self.max_rss = max_rss
         self._tasks = 0
 
-    def is_small(self, source: Source, pipeline: Pipeline) -> bool:
-        """True when a source goes in the small batches."""
-        header = peek_header(source.path)
-        return header is not None and is_small_photo(
-            source, header, pipeline.config, self.small_pixels
-        )
-
     def _fill(
         self, feeder: Feeder, small: _Backlog, large: _Backlog, pipeline: Pipeline
     ) -> None:
@@ -104,31 +134,44 @@ class HybridExecutor:
         dispatched first. Only source references wait here, no pixels.
         """
         while (
-            len(small.waiting) < self.batch_size * self.workers
-            and len(large.waiting) < LARGE_BACKLOG_PER_WORKER * self.workers
+            len(small) < self.batch_size * self.workers
+            and len(large) < LARGE_BACKLOG_PER_WORKER * self.workers
         ):
             source = feeder.admit()
             if source is None:
                 return
-            backlog = small if self.is_small(source, pipeline) else large
-            backlog.waiting.append(source)
+            header = peek_header(source.path)
+            if header is not None and is_small_photo(
+                source, header, pipeline.config, self.small_pixels
+            ):
+                small.push(source)
+            else:
+                large.push(source, relative_cost(header))
 
     def _next_task(
-        self, small: _Backlog, large: _Backlog, more_coming: bool
+        self,
+        small: _Backlog,
+        large: _Backlog,
+        more_coming: bool,
+        large_running: int = 0,
     ) -> tuple[_Backlog, list[Source]] | None:
-        """Pick the next task for an idle worker: small work first."""
+        """Pick the next task for an idle worker.
+
+        `large_running` counts the workers busy with large images. They
+        may hold every worker but one while small photos wait.
+        """
         for backlog in (small, large):
             if backlog.solo:
                 return backlog, [backlog.solo.pop(0)]
+        if len(large) and (large_running < self.workers - 1 or not len(small)):
+            return large, large.take(1)
         # A partial batch goes out only when no more sources are ready or no
         # large image waits, so batching never idles a worker that has work.
-        full = len(small.waiting) >= small.batch_size
-        if small.waiting and (full or not more_coming or not large.waiting):
-            batch = small.waiting[: small.batch_size]
-            del small.waiting[: small.batch_size]
-            return small, batch
-        if large.waiting:
-            return large, [large.waiting.pop(0)]
+        full = len(small) >= small.batch_size
+        if len(small) and (full or not more_coming or not len(large)):
+            return small, small.take(small.batch_size)
+        if len(large):
+            return large, large.take(1)
         return None
 
     def run(
@@ -147,21 +190,22 @@ class HybridExecutor:
             name="hybrid",
         )
         control.probes.pools["hybrid"] = pool.pids
-        control.probes.queues["small"] = lambda: len(small.waiting) + len(small.solo)
-        control.probes.queues["large"] = lambda: len(large.waiting) + len(large.solo)
+        control.probes.queues["small"] = lambda: len(small) + len(small.solo)
+        control.probes.queues["large"] = lambda: len(large) + len(large.solo)
         running: dict[int, tuple[_Backlog, list[Source]]] = {}
         try:
             while not control.abandoned:
                 if control.stopping:
                     # Waiting sources never started: a stop leaves them.
                     for backlog in (small, large):
-                        feeder.withdraw([*backlog.waiting, *backlog.solo])
-                        backlog.waiting.clear()
-                        backlog.solo.clear()
+                        feeder.withdraw(backlog.clear())
                 self._fill(feeder, small, large, pipeline)
                 more_coming = not feeder.drained
                 while pool.idle():
-                    task = self._next_task(small, large, more_coming)
+                    large_running = sum(
+                        1 for backlog, _ in running.values() if backlog is large
+                    )
+                    task = self._next_task(small, large, more_coming, large_running)
                     if task is None:
                         break
                     backlog, batch = task

@@ -104,6 +104,25 @@ def _jpeg_header(handle: IO[bytes]) -> Header | None:
             )
 
 
+# A progressive JPEG's scans are decoded in several passes over its
+# coefficients. In one hybrid run here, a 12 MP progressive photo took 1.7
+# times as long as a baseline one.
+_PROGRESSIVE_COST = 1.7
+
+
+def relative_cost(header: Header | None) -> float:
+    """Return a rough cost of rendering an image, so the longest start first.
+
+    Decoding dominates and grows with the source's pixels. Only the order
+    of the costs matters. An unreadable header costs nothing, because
+    validation most likely rejects such a file in milliseconds.
+    """
+    if header is None:
+        return 0.0
+    cost = float(header.pixels)
+    return cost * _PROGRESSIVE_COST if header.progressive else cost
+
+
 def is_small_photo(
     source: Source,
     header: Header,
