@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from imgflow.config import (
     ValidateConfig,
     Variant,
     parse_config,
+    settings_of,
 )
 from imgflow.errors import ConfigError
 
@@ -36,6 +38,19 @@ README = Path(__file__).resolve().parents[1] / "README.md"
         ({"variants": {"t": {"size": 5, "format": "webp", "effort": 9}}}, "0-6"),
         ({"variants": {"t": {"size": 5, "quality": 101}}}, "variants.t.quality"),
         ({"output": {"keep_exf": True}}, "output.keep_exf: unknown setting"),
+        (
+            {"variants": {"t": {"size": 5, "sise": 3}}},
+            "variants.t.sise: unknown setting",
+        ),
+        (
+            {"variants": {"t": {"size": 5, "format": "gif"}}},
+            "variants.t.format: expected one of jpeg, webp, avif, png (got 'gif')",
+        ),
+        ({"transform": {"animation": "all"}}, "expected one of first, keep"),
+        ({"variants": {"t": {"size": True}}}, "variants.t.size: expected int"),
+        ({"validate": {"allowed_formats": ["jpeg", 3]}}, "allowed_formats[1]"),
+        ({"validate": {"max_file_bytes": 1.5}}, "(got 1.5)"),
+        ({"output": {"keep_gps": True}}, "keep_gps = true needs keep_exif"),
     ],
 )
 def test_invalid_values_named(data: dict, expected: str) -> None:
@@ -43,6 +58,57 @@ def test_invalid_values_named(data: dict, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(data)
     assert expected in str(caught.value)
+
+
+def test_invalid_values_each_variant_named() -> None:
+    """Every broken variant is reported by name, with the other tables' error."""
+    data = {
+        "variants": {"a": {"size": 0}, "b": {"size": 5, "quality": 0}},
+        "validate": {"max_pixels": -1},
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    message = str(caught.value)
+    assert "variants.a.size: expected int >= 1 (got 0)" in message
+    assert "variants.b.quality: expected int >= 1 (got 0)" in message
+    assert "validate.max_pixels: expected int >= 1 (got -1)" in message
+
+
+def test_values_normalised() -> None:
+    config = parse_config(
+        {
+            "validate": {"allowed_formats": ["JPEG"]},
+            "transform": {"background": "#AABBCC"},
+        }
+    )
+    assert config.validation.allowed_formats == ["jpeg"]
+    assert config.transform.background == "#aabbcc"
+
+
+def test_config_pickles_equal() -> None:
+    """Workers receive the configuration pickled."""
+    config = parse_config(
+        {"variants": {"t": {"width": 300, "height": 200, "fit": "cover"}}}
+    )
+    assert pickle.loads(pickle.dumps(config)) == config
+
+
+def test_json_form_unchanged() -> None:
+    """Catalogs record this form, and a resumed run compares its digest."""
+    expected = (
+        '{"validate":{"allowed_formats":["jpeg","png","webp","gif","tiff","avif'
+        '","heic"],"max_file_bytes":209715200,"max_pixels":100000000},"transfor'
+        'm":{"background":"#ffffff","animation":"first","max_frames":300},"outp'
+        'ut":{"keep_exif":false,"keep_gps":false,"keep_icc":true,"fsync":false}'
+        ',"variants":{"thumb":{"size":256,"width":null,"height":null,"fit":"ins'
+        'ide","format":"jpeg","quality":85,"progressive":false,"effort":4,"upsc'
+        'ale":false},"medium":{"size":1024,"width":null,"height":null,"fit":"in'
+        'side","format":"jpeg","quality":85,"progressive":false,"effort":4,"ups'
+        'cale":false},"large":{"size":2048,"width":null,"height":null,"fit":"in'
+        'side","format":"jpeg","quality":85,"progressive":false,"effort":4,"ups'
+        'cale":false}}}'
+    )
+    assert PipelineConfig().to_json() == expected
 
 
 def test_digest_follows_settings() -> None:
@@ -61,11 +127,11 @@ def test_readme_documents_every_setting() -> None:
         "output": OutputConfig,
     }
     for section, model in sections.items():
-        for name in model.model_fields:
+        for name, _ in settings_of(model):
             assert f"`{section}.{name}`" in text, (
                 f"{section}.{name} missing from README"
             )
-    for name in Variant.model_fields:
+    for name, _ in settings_of(Variant):
         if name not in ("width", "height"):
             assert f"`variants.NAME.{name}`" in text, f"variants.NAME.{name} missing"
 

@@ -304,7 +304,7 @@ def execute(
             workers=executor.workers,
             config_sha256=config_sha256,
             inputs=list(request.inputs),
-            config_json=request.config.model_dump_json(by_alias=True),
+            config_json=request.config.to_json(),
         )
     )
     catalog.mark(PENDING, sources)
