@@ -5,7 +5,7 @@ a millisecond each, no decoding), with the routing test hybrid uses, and
 follows measured behaviour. A handful of images gains little from workers:
 on three 12 MP photos, two workers ran 5% faster than one process. Hybrid
 pays off when many images are small baseline JPEGs, which it batches and
-dispatches first. Otherwise, whole images on a process pool use every core.
+keeps a worker for. Otherwise, whole images on a process pool use every core.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def choose_mode(sources: list[Source], config: PipelineConfig, workers: int) -> 
             "hybrid",
             f"{fast} of {readable} sampled images are small baseline JPEGs "
             f"(<= {DEFAULT_SMALL_PIXELS:,} pixels), which hybrid batches and "
-            "dispatches first",
+            "keeps a worker for",
         )
     return Choice(
         "parallel",
