@@ -27,6 +27,7 @@ from pathlib import Path
 from imgflow.config import PipelineConfig
 from imgflow.errors import ImgflowError, Status
 from imgflow.executors import pool_workers
+from imgflow.executors.base import RunControl
 from imgflow.executors.pool import reserved_workers
 from imgflow.measure import TreeSampler, Usage
 from imgflow.records import Source
@@ -128,15 +129,23 @@ def _raise_interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _abandon_run(_signum: int, _frame: object) -> None:
-    """Abandon the child's run on the parent's stop request (SIGTERM).
+def _abandon_on_sigterm(control: RunControl) -> None:
+    """Make SIGTERM, the parent's stop request, abandon the child's run.
 
-    The parent names the setup it stopped. The runner's own warning is
-    silenced, because it names the run by its catalog id, which is 1 in
-    every child's fresh catalog.
+    The handler only sets the run's stop flags, which the executors check
+    between tasks. Raising KeyboardInterrupt instead could land inside a
+    libvips log callback, where cffi prints and swallows it. The parent
+    names the setup it stopped, so the runner's own warning is silenced:
+    it names the run by its catalog id, which is 1 in every child.
     """
-    logging.getLogger("imgflow.runner").setLevel(logging.ERROR)
-    raise KeyboardInterrupt
+
+    def abandon(_signum: int, _frame: object) -> None:
+        logging.getLogger("imgflow.runner").setLevel(logging.ERROR)
+        # The second request abandons the images in flight.
+        control.request_stop()
+        control.request_stop()
+
+    signal.signal(signal.SIGTERM, abandon)
 
 
 def _measure_in_child(
@@ -149,14 +158,15 @@ def _measure_in_child(
     """Run and measure one setup, as the entry point of the child process.
 
     The parent decides when to stop: the child ignores SIGINT (a Ctrl-C on
-    the terminal reaches the whole process group) and turns SIGTERM into a
-    KeyboardInterrupt, so that `execute` abandons the run. The child starts
-    with both signals blocked (see `_stop_signals_blocked`) and unblocks
-    them once its handlers are in place. Log lines name the setup, because
-    the runner names every child's run as run 1.
+    the terminal reaches the whole process group) and abandons its run on
+    SIGTERM. The child starts with both signals blocked (see
+    `_stop_signals_blocked`) and unblocks them once its handlers are in
+    place. Log lines name the setup, because the runner names every
+    child's run as run 1.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _abandon_run)
+    control = request.control()
+    _abandon_on_sigterm(control)
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         logging.basicConfig(
@@ -167,7 +177,9 @@ def _measure_in_child(
         workers = pool_workers(request.mode, request.workers, len(sources))
         # The reserve comes first: the sampler starts a thread.
         with reserved_workers(workers), TreeSampler() as sampler:
-            summary = execute(request, sources, [])
+            summary = execute(request, sources, [], control=control)
+        if control.stopping:
+            return  # The parent asked for the stop and reports it.
         assert sampler.usage is not None
         latencies = [result.seconds for result in summary.results]
         connection.send(
@@ -180,10 +192,6 @@ def _measure_in_child(
                 sampler.usage,
             )
         )
-    except KeyboardInterrupt:
-        # A stop request outside the part of `execute` that abandons the run
-        # itself. The parent asked for the stop and reports it.
-        pass
     finally:
         connection.close()
 
