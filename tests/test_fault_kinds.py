@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pyvips
-from PIL import ExifTags, Image, ImageOps
+from PIL import ExifTags, Image, ImageOps, TiffImagePlugin
 
 from conftest import jpeg_bytes, quadrant_pixels
 from imgflow.config import parse_config
@@ -347,6 +347,64 @@ def test_extraneous_bytes_still_decoded(
     end = data.rindex(b"\xff\xd9")
     path = write_file("stray.jpg", data[:end] + b"\x00\x00\x00" + data[end:])
     result = process(path)
+    assert result.status is Status.DONE, result.message
+
+
+def _tiff_data_range(data: bytes) -> tuple[int, int]:
+    """Return the start and end of a little-endian TIFF's strip data."""
+    with Image.open(io.BytesIO(data)) as image:
+        offsets = image.tag_v2[273]
+        counts = image.tag_v2[279]
+    return offsets[0], offsets[-1] + counts[-1]
+
+
+def _set_tiff_tag(data: bytes, tag: int, value: int) -> bytes:
+    """Replace the value of a SHORT tag in the first IFD of a little-endian TIFF."""
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    (entries,) = struct.unpack_from("<H", data, ifd)
+    for index in range(entries):
+        entry = ifd + 2 + 12 * index
+        if struct.unpack_from("<H", data, entry)[0] == tag:
+            patched = bytearray(data)
+            struct.pack_into("<H", patched, entry + 8, value)
+            return bytes(patched)
+    raise AssertionError(f"tag {tag} not found")
+
+
+@pytest.mark.parametrize("compression", ["tiff_lzw", "tiff_adobe_deflate", "jpeg"])
+def test_damaged_tiff_strips_rejected(
+    write_file: WriteFile, process: Process, compression: str
+) -> None:
+    """Garbage inside compressed TIFF strips is corrupt, never a blank output."""
+    data = encode(noise_image(256, 192), "TIFF", compression=compression)
+    start, end = _tiff_data_range(data)
+    middle = (start + end) // 2
+    garbage = np.random.default_rng(3).bytes(min(3000, (end - start) // 3))
+    damaged = data[:middle] + garbage + data[middle + len(garbage) :]
+    result = process(write_file(f"{compression}.tif", damaged))
+    assert result.status is Status.REJECTED
+    assert result.reason is Reason.CORRUPT
+    assert "tiff decode failed" in (result.message or "")
+
+
+def test_unknown_tiff_compression_rejected(
+    write_file: WriteFile, process: Process
+) -> None:
+    """A compression scheme no codec implements is corrupt, named by libtiff."""
+    data = encode(noise_image(), "TIFF", compression="tiff_lzw")
+    result = process(write_file("scheme.tif", _set_tiff_tag(data, 259, 60000)))
+    assert result.status is Status.REJECTED
+    assert result.reason is Reason.CORRUPT
+    assert "60000" in (result.message or "")
+
+
+def test_tiff_private_tags_processed(write_file: WriteFile, process: Process) -> None:
+    """Unknown private tags only make libtiff warn, so the image is processed."""
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[65000] = "scanner settings"
+    tags.tagtype[65000] = 2
+    data = encode(noise_image(), "TIFF", compression="tiff_lzw", tiffinfo=tags)
+    result = process(write_file("private.tif", data))
     assert result.status is Status.DONE, result.message
 
 

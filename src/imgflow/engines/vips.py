@@ -36,6 +36,11 @@ _TOLERANT = "fail_on=truncated"
 # libjpeg's "premature end of data segment" and "premature end of JPEG
 # file", and libpng's "not enough image data".
 _DATA_MISSING = re.compile(r"premature end|not enough image data", re.I)
+# Formats whose decoder fails the strict decode only on real damage. libtiff
+# passes its warnings (unknown tags, for one) through without failing it,
+# and reports a strip or tile it cannot decompress as an error, which the
+# tolerant decode writes out black or garbled.
+_DAMAGE_ON_STRICT_FAILURE = {"tiff"}
 
 # NOTE: the pyvips-binary wheel reads HEIF containers but ships no HEVC
 # decoder, so HEIC pixels are decoded with pillow-heif instead.
@@ -68,6 +73,17 @@ def jpeg_scan_is_clean(data: bytes) -> bool:
 def _error_detail(exc: pyvips.Error) -> str:
     lines = [line for line in (exc.detail or "").strip().splitlines() if line]
     return lines[-1] if lines else exc.message
+
+
+def _all_details(exc: pyvips.Error) -> str:
+    """Join every distinct line of a libvips error, the first cause first.
+
+    libtiff names the fault ("ZLib error") and libvips then adds its own
+    "read error", so the last line alone says little.
+    """
+    lines = [line.strip() for line in (exc.detail or "").splitlines()]
+    distinct = list(dict.fromkeys(line for line in lines if line))
+    return "; ".join(distinct) or exc.message
 
 
 def _decode_failure(header: Header, data: bytes, exc: Exception) -> Rejected:
@@ -327,6 +343,10 @@ def render(
                     f"{header.format} image data ends before the "
                     f"{header.width}x{header.height} image is complete: {detail}",
                     stage=STAGE,
+                ) from None
+            if header.format in _DAMAGE_ON_STRICT_FAILURE:
+                raise decode_failure(
+                    header.format, data, _all_details(exc), stage=STAGE
                 ) from None
             shaped, animated = decode(_TOLERANT)
     except (pyvips.Error, OSError, ValueError) as exc:
