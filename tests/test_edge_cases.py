@@ -61,9 +61,13 @@ def test_non_utf8_file_name_processed(tmp_path: Path) -> None:
     assert any(source.endswith("caf\\xe9.jpg") for source in sources)
     with sqlite3.connect(tmp_path / "out" / "catalog.sqlite") as connection:
         assert connection.execute("SELECT count(*) FROM images").fetchone()[0] == 2
-    again = _invoke("run", str(folder), "--out", str(tmp_path / "out"))
-    assert again.exit_code == 0
+    again = _invoke("run", str(folder), "--out", str(tmp_path / "out"),
+                    "--report", str(report))  # fmt: skip
+    assert again.exit_code == 0, again.output
     assert "Nothing to do" in again.text
+    # The re-run's report lists the finished sources it skipped, in text form.
+    skipped = [entry["source"] for entry in json.loads(report.read_text())["skipped"]]
+    assert any(source.endswith("caf\\xe9.jpg") for source in skipped)
 
 
 def test_missing_input_is_an_error(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from imgflow.executors.base import RetryPolicy, RunControl
 from imgflow.executors.parallel import default_workers
 from imgflow.outdir import write_output_file
 from imgflow.pipeline import Pipeline
-from imgflow.records import ImageResult, Source
+from imgflow.records import ImageResult, Source, display_path
 from imgflow.stages.ingest import Filters, IngestIssue, iter_inputs
 from imgflow.stages.store import TEMP_PREFIX, OutputLayout, image_key
 from imgflow.stats import percentile
@@ -150,9 +150,15 @@ class RunSummary:
             "stages": stage_latency(self.results),
             "failures_by_reason": failures_by_reason(self.results),
             "images": [self._image_report(result) for result in self.results],
-            "issues": [{"path": i.path, "message": i.message} for i in self.issues],
-            "not_processed": [source.path for source in self.not_processed],
-            "skipped": [{"source": i.path, "status": i.status} for i in self.skipped],
+            "issues": [
+                {"path": display_path(i.path), "message": i.message}
+                for i in self.issues
+            ],
+            "not_processed": [source.text for source in self.not_processed],
+            "skipped": [
+                {"source": display_path(i.path), "status": i.status}
+                for i in self.skipped
+            ],
         }
 
 
