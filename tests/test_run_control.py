@@ -161,6 +161,17 @@ def test_auto_one_worker_sequential(tmp_path: Path) -> None:
     assert choose_mode(sources, PipelineConfig(), 1).mode == "sequential"
 
 
+@pytest.mark.parametrize(("count", "workers"), [(2, 2), (8, 1)])
+def test_auto_time_limit_needs_workers(
+    tmp_path: Path, count: int, workers: int
+) -> None:
+    """With a time limit, auto picks a worker model where it would run sequentially."""
+    sources = _write_jpegs(tmp_path, count, (64, 48))
+    choice = choose_mode(sources, PipelineConfig(), workers, time_limit=0.5)
+    assert choice.mode == "parallel"
+    assert "time limit (0.5 s per image)" in choice.reason
+
+
 def test_auto_small_jpegs_hybrid(tmp_path: Path) -> None:
     """Many small baseline JPEGs choose hybrid, with the count in the reason."""
     sources = _write_jpegs(tmp_path, 8, (64, 48))

@@ -286,7 +286,10 @@ def execute(
     mode, mode_reason = request.mode, None
     if mode == "auto":
         choice = choose_mode(
-            sources, request.config, request.workers or default_workers()
+            sources,
+            request.config,
+            request.workers or default_workers(),
+            time_limit=request.time_limit,
         )
         mode, mode_reason = choice.mode, choice.reason
         log.info("mode %s chosen: %s", mode, mode_reason)

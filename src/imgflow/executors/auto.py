@@ -38,11 +38,26 @@ def _sample(sources: list[Source], size: int) -> list[Source]:
     return [sources[int(i * step)] for i in range(size)]
 
 
-def choose_mode(sources: list[Source], config: PipelineConfig, workers: int) -> Choice:
+def choose_mode(
+    sources: list[Source],
+    config: PipelineConfig,
+    workers: int,
+    *,
+    time_limit: float | None = None,
+) -> Choice:
     """Pick sequential, parallel or hybrid for these sources."""
+    few = len(sources) < MIN_IMAGES_FOR_WORKERS
+    if time_limit is not None and (workers <= 1 or few):
+        # The sequential model runs images in this process, where a stuck
+        # decode cannot be stopped.
+        return Choice(
+            "parallel",
+            f"a time limit ({time_limit:g} s per image) is enforced only on "
+            "worker processes",
+        )
     if workers <= 1:
         return Choice("sequential", "one worker: a pool would add start-up cost only")
-    if len(sources) < MIN_IMAGES_FOR_WORKERS:
+    if few:
         return Choice(
             "sequential",
             f"{len(sources)} image{'s' if len(sources) != 1 else ''}: "
