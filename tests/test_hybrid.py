@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -378,3 +379,10 @@ def test_stop_leaves_waiting_batches(tmp_path: Path) -> None:
     # Two workers, each with at most one batch of DEFAULT_BATCH_SIZE images.
     assert 1 <= len(summary.results) <= 2 * DEFAULT_BATCH_SIZE
     assert len(summary.results) + len(summary.not_processed) == 60
+    # Withdrawn sources were admitted, but they are pending in the catalog.
+    with sqlite3.connect(tmp_path / "out" / "catalog.sqlite") as connection:
+        states = dict(
+            connection.execute("SELECT status, count(*) FROM images GROUP BY status")
+        )
+    assert states.get("in_progress", 0) == 0
+    assert states.get("pending", 0) == len(summary.not_processed)

@@ -370,6 +370,10 @@ def execute(
             begun.update((s.index, s) for s in control.take_started())
             _remove_abandoned_outputs(request, layout, catalog, begun.values(), results)
         try:
+            # Images a stop left unfinished, including those admitted but
+            # never started, are pending again, as at the start of the run.
+            finished = {result.source.index for result in results}
+            catalog.mark(PENDING, [s for s in sources if s.index not in finished])
             catalog.finish_run(run_id, counts)
         except sqlite3.Error as exc:
             catalog_error = catalog_error or f"catalog write failed: {exc}"
