@@ -947,6 +947,32 @@ def test_animation_keep_writes_frames(
             assert is_close(found, expected), f"frame {index} is {found}"
 
 
+@pytest.mark.parametrize("fmt", sorted(ANIMATED_SOURCES))
+def test_animation_keep_limits_all_frames(
+    write_file: WriteFile, process: Process, fmt: str
+) -> None:
+    """With animation kept, the pixel limit counts every kept frame."""
+    suffix, build = ANIMATED_SOURCES[fmt]
+    data = build(FRAME_COLOURS)
+    frame_pixels = 80 * 60
+    # Room for one frame, not for all of them.
+    limit = frame_pixels * (len(FRAME_COLOURS) - 1)
+    keep = {
+        "validate": {"max_pixels": limit},
+        "transform": {"animation": "keep"},
+        "variants": {"anim": {"size": 64, "format": "webp"}},
+    }
+    result = process(write_file(f"anim{suffix}", data), keep)
+    assert result.status is Status.REJECTED
+    assert result.reason is Reason.TOO_MANY_PIXELS
+    assert "transform.max_frames" in (result.message or "")
+    # Fewer kept frames fit, and the first frame alone always does.
+    fewer = {**keep, "transform": {"animation": "keep", "max_frames": 2}}
+    assert process(write_file(f"few{suffix}", data), fewer).status is Status.DONE
+    first = {**keep, "transform": {"animation": "first"}}
+    assert process(write_file(f"first{suffix}", data), first).status is Status.DONE
+
+
 def test_mpo_first_picture(
     write_file: WriteFile, process: Process, tmp_path: Path
 ) -> None:

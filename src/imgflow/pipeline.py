@@ -131,6 +131,7 @@ class Pipeline:
             data = self.read(source)
             clock.lap(ingest.STAGE)
         header = validate.validate(data, self.config.validation)
+        validate.check_kept_frames(header, self.config)
         sha256 = hashlib.sha256(data).hexdigest()
         clock.lap(validate.STAGE)
         key = image_key(source.path, sha256)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pyvips
 
-from imgflow.config import ValidateConfig
+from imgflow.config import PipelineConfig, ValidateConfig
 from imgflow.errors import Reason, Rejected
 from imgflow.records import Header
 from imgflow.stages.containers import (
@@ -305,5 +305,29 @@ def _check_pixels(width: int, height: int, config: ValidateConfig) -> None:
             Reason.TOO_MANY_PIXELS,
             f"image is {width}x{height} = {width * height:,} pixels; "
             f"the limit validate.max_pixels is {config.max_pixels:,}",
+            stage=STAGE,
+        )
+
+
+def check_kept_frames(header: Header, config: PipelineConfig) -> None:
+    """Reject an animation whose kept frames hold more pixels than the limit.
+
+    With transform.animation = "keep", every kept frame is decoded for the
+    animated variants, so the pixel limit applies to all of them together.
+    """
+    keeps = config.transform.animation == "keep" and any(
+        variant.format.animates for variant in config.variants.values()
+    )
+    if not keeps or header.pages < 2 or header.format not in ("gif", "webp"):
+        return
+    frames = min(header.pages, config.transform.max_frames)
+    total = frames * header.pixels
+    limit = config.validation.max_pixels
+    if total > limit:
+        raise Rejected(
+            Reason.TOO_MANY_PIXELS,
+            f"{frames} kept frames of {header.width}x{header.height} are "
+            f"{total:,} pixels; the limit validate.max_pixels is {limit:,} "
+            "(lower transform.max_frames or raise the limit)",
             stage=STAGE,
         )
