@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import sqlite3
 import time
@@ -344,3 +345,37 @@ def test_signalled_retry_keeps_rest(tmp_path: Path, signum: signal.Signals) -> N
     again = _cli("dlq", "retry", "--out", str(out), "--mode", "sequential", "-q")
     assert again.exit_code == 0
     assert _queue(out) == []
+
+
+def test_retry_names_not_utf8(tmp_path: Path) -> None:
+    """Dead images named with undecodable bytes or backslashes are retried."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    photo = jpeg_bytes(Image.fromarray(quadrant_pixels(120, 80)))
+    # The second name is the text form of the first, so both must stay apart.
+    for raw in (b"ioerror_caf\xe9_load_once.jpg", b"ioerror_caf\\xe9_load_once.jpg"):
+        with open(os.path.join(os.fsencode(folder), raw), "wb") as handle:
+            handle.write(photo)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    out = tmp_path / "out"
+    request = RunRequest(
+        inputs=[str(folder)], out_dir=out, config=CONFIG, mode="sequential"
+    )
+    sources, issues = collect_sources(request)
+    summary = execute(
+        request,
+        sources,
+        issues,
+        control=RunControl(retry=RetryPolicy(attempts=1)),
+        pipeline=FaultyPipeline(CONFIG, out, markers=markers),
+    )
+    assert summary.counts == {"failed": 2}
+
+    result = _cli("dlq", "retry", "--out", str(out), "--mode", "sequential", "-q")
+    assert result.exit_code == 0, result.output
+    assert "empty" in _cli("dlq", "list", "--out", str(out)).text
+    with sqlite3.connect(out / "catalog.sqlite") as connection:
+        rows = connection.execute("SELECT source, status FROM images").fetchall()
+    assert len(rows) == 2
+    assert {status for _, status in rows} == {"done"}

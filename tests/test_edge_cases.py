@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import pyvips
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from conftest import jpeg_bytes, quadrant_pixels
@@ -19,6 +21,7 @@ from imgflow.config import parse_config
 from imgflow.errors import ConfigError, Reason, Status
 from imgflow.executors import RunControl
 from imgflow.outdir import locked
+from imgflow.records import display_path, path_of_text
 from imgflow.runner import RunRequest, collect_sources, execute
 
 SMALL = {"variants": {"thumb": {"size": 48}, "medium": {"size": 96}}}
@@ -265,3 +268,12 @@ def test_metadata_warnings_repeat_exactly(write_file, process) -> None:
     assert first.warnings
     assert first.warnings == second.warnings
     assert not any(" at 0x" in warning for warning in first.warnings)
+
+
+@given(st.lists(st.binary(min_size=1, max_size=12), min_size=2, max_size=2))
+def test_path_text_form_round_trip(names: list[bytes]) -> None:
+    """Every file name has its own text form, which maps back to the name."""
+    first, second = (os.fsdecode(name) for name in names)
+    assert path_of_text(display_path(first)) == first
+    if first != second:
+        assert display_path(first) != display_path(second)

@@ -6,6 +6,7 @@ pixels, so every record pickles cheaply to a worker process or a queue.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -13,7 +14,32 @@ from imgflow.errors import Reason, Status
 
 
 def display_path(path: str) -> str:
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """Return `path` as valid UTF-8 text that no other path shares.
+
+    Each byte that is not valid UTF-8 becomes a backslash escape such as
+    \\xe9, and a backslash in the name is doubled, so a file named with
+    those four characters keeps a different text. `path_of_text` reverses it.
+    """
+    escaped = path.replace("\\", "\\\\")
+    return escaped.encode("utf-8", "surrogateescape").decode(
+        "utf-8", "backslashreplace"
+    )
+
+
+_ESCAPE = re.compile(r"\\(\\|x[0-9a-f]{2})")
+
+
+def path_of_text(text: str) -> str:
+    """Return the path whose `display_path` is `text`."""
+
+    def unescape(match: re.Match[str]) -> str:
+        escape = match.group(1)
+        if escape == "\\":
+            return "\\"
+        # surrogateescape stores an undecodable byte as U+DC80 to U+DCFF.
+        return chr(0xDC00 + int(escape[1:], 16))
+
+    return _ESCAPE.sub(unescape, text)
 
 
 @dataclass(frozen=True, slots=True)

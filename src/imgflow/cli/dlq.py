@@ -17,7 +17,7 @@ from imgflow.config import load_config, parse_config
 from imgflow.errors import ConfigError, ExitCode, UsageError
 from imgflow.executors import MODES
 from imgflow.outdir import locked
-from imgflow.records import display_path
+from imgflow.records import display_path, path_of_text
 from imgflow.runner import RunRequest, collect_sources
 from imgflow.stages.store import OutputLayout
 
@@ -145,8 +145,13 @@ def dlq_retry(
             config = parse_config(
                 json.loads(stored or "{}"), source="stored configuration"
             )
+        # The catalog records text forms; undecodable file names need their bytes.
         request = RunRequest(
-            inputs=dead, out_dir=out_dir, config=config, mode=mode, workers=workers
+            inputs=[path_of_text(source) for source in dead],
+            out_dir=out_dir,
+            config=config,
+            mode=mode,
+            workers=workers,
         )
         sources, issues = collect_sources(request)
         with locked(out_dir):
