@@ -10,7 +10,7 @@ import pytest
 from imgflow.config import PipelineConfig, ValidateConfig
 from imgflow.errors import Reason, Rejected, StageFailed
 from imgflow.runner import RunRequest, collect_sources, execute
-from imgflow.stages import store
+from imgflow.stages import ingest, store
 from imgflow.stages.ingest import read_source
 
 
@@ -79,6 +79,40 @@ def test_read_source_symlink_loop_rejected(tmp_path: Path) -> None:
     with pytest.raises(Rejected) as caught:
         read_source(str(loop), ValidateConfig())
     assert caught.value.reason is Reason.NOT_A_FILE
+
+
+def test_read_source_broken_symlink_rejected(tmp_path: Path) -> None:
+    """A link to a missing file is rejected rather than retried."""
+    link = tmp_path / "dangling.jpg"
+    link.symlink_to(tmp_path / "missing.jpg")
+    with pytest.raises(Rejected) as caught:
+        read_source(str(link), ValidateConfig())
+    assert caught.value.reason is Reason.NOT_A_FILE
+    assert "symbolic link to a missing file" in caught.value.message
+
+
+def _stat_reporting_size(size: int):
+    real_stat = os.stat
+
+    def fake_stat(path: str) -> os.stat_result:
+        values = list(real_stat(path))
+        values[6] = size  # st_size
+        return os.stat_result(values)
+
+    return fake_stat
+
+
+def test_read_source_file_grown_after_stat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes added after the size check are read, up to the byte limit."""
+    path = tmp_path / "growing.jpg"
+    path.write_bytes(b"x" * 5000)
+    monkeypatch.setattr(ingest.os, "stat", _stat_reporting_size(1000))
+    assert len(read_source(str(path), ValidateConfig())) == 5000
+    with pytest.raises(Rejected) as caught:
+        read_source(str(path), ValidateConfig(max_file_bytes=4000))
+    assert caught.value.reason is Reason.FILE_TOO_LARGE
 
 
 def test_non_regular_input_tried_once(tmp_path: Path) -> None:

@@ -183,11 +183,23 @@ def read_source(path: str, config: ValidateConfig) -> bytes:
             )
         check_size(info.st_size, config)
         with open(path, "rb") as handle:
-            data = handle.read(config.max_file_bytes + 1)
+            # A read sized to the file: asking for max_file_bytes allocated
+            # that much first, which cost 1.5 ms on a 2.5 MB photo.
+            data = handle.read(info.st_size + 1)
+            if len(data) > info.st_size:
+                # The file grew since the stat: read on, up to the limit.
+                data += handle.read(config.max_file_bytes + 1 - len(data))
     except OSError as exc:
         message = f"cannot read {path}: {exc.strerror or exc}"
         if exc.errno == errno.ELOOP:
             raise Rejected(Reason.NOT_A_FILE, message, stage=STAGE) from None
+        if exc.errno == errno.ENOENT and os.path.islink(path):
+            # A dangling link stays one, so retrying cannot help.
+            raise Rejected(
+                Reason.NOT_A_FILE,
+                f"{path} is a symbolic link to a missing file",
+                stage=STAGE,
+            ) from None
         raise StageFailed(Reason.UNREADABLE, message, stage=STAGE) from None
     # The file may have grown between stat and read.
     check_size(len(data), config)
