@@ -518,3 +518,18 @@ def test_log_messages_escape_control_characters() -> None:
     )
     assert ContextFilter().filter(record)
     assert record.getMessage() == "in/x\\x1b[2Jy.jpg failed"
+
+
+def test_log_arguments_escape_newlines() -> None:
+    """A newline in a file name cannot start a fake log line; the template keeps its own."""
+    record = logging.LogRecord(
+        "imgflow",
+        logging.WARNING,
+        "",
+        0,
+        "%s failed\nsee %s",
+        ("in/a\nERROR forged.jpg", Path("in/b\nc.jpg")),
+        None,
+    )
+    assert ContextFilter().filter(record)
+    assert record.getMessage() == "in/a\\x0aERROR forged.jpg failed\nsee in/b\\x0ac.jpg"

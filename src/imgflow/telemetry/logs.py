@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import re
 import sys
 import threading
@@ -99,6 +100,16 @@ def _redact_field(value: Any) -> Any:
     return value
 
 
+def _escape_argument(value: Any) -> Any:
+    """Return a log argument with its control characters escaped, newlines too."""
+    text = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if isinstance(text, str):
+        escaped = escape_controls(text)
+        if escaped != text:
+            return escaped
+    return value
+
+
 class ContextFilter(logging.Filter):
     """Add the worker name to every record and mask secrets in its text.
 
@@ -108,6 +119,10 @@ class ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.worker = worker_name()
+        if isinstance(record.args, tuple):
+            # A newline in an argument, such as a file name, would start what
+            # looks like another log line, so arguments keep none.
+            record.args = tuple(_escape_argument(value) for value in record.args)
         message = record.getMessage()
         # A file name in a message must not drive the terminal it reaches.
         masked = escape_controls(redact(message), keep_newlines=True)
