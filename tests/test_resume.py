@@ -93,6 +93,26 @@ def test_missing_variant_redone(tmp_path: Path) -> None:
     assert (out / victim.variants[0].path).is_file()
 
 
+@pytest.mark.parametrize("damage", ["variant replaced", "variant cut", "sidecar gone"])
+def test_damaged_output_redone(tmp_path: Path, damage: str) -> None:
+    """An image whose outputs changed size or lost the sidecar runs again."""
+    inputs = _photos(tmp_path / "in", 3)
+    out = tmp_path / "out"
+    first = _run(inputs, out)
+    victim = next(r for r in first.results if r.variants)
+    variant = out / victim.variants[0].path
+    if damage == "variant replaced":
+        variant.write_text("not a picture")
+    elif damage == "variant cut":
+        variant.write_bytes(variant.read_bytes()[:-10])
+    else:
+        (out / "meta" / f"{victim.key}.json").unlink()
+    again = _run(inputs, out)
+    assert [r.source.path for r in again.results] == [victim.source.path]
+    assert variant.stat().st_size == victim.variants[0].bytes
+    assert (out / "meta" / f"{victim.key}.json").is_file()
+
+
 def test_journal_states(tmp_path: Path) -> None:
     """Finished images are done, rejected or dead; none stay pending."""
     inputs = _photos(tmp_path / "in", 3)

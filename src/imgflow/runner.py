@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sqlite3
+import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -200,10 +201,12 @@ def split_finished(
 
     A source counts as finished when the catalog has a final state for it
     under the same config, the file's size and modification time are
-    unchanged, and every variant of a done image is still on disk. The
-    sources to run are numbered afresh from 0, in input order.
+    unchanged, and every output of a done image is still on disk: each
+    variant at the size recorded, and the sidecar. The sources to run are
+    numbered afresh from 0, in input order.
     """
     finished = catalog.completed(config_sha256)
+    layout = OutputLayout(out_dir)
     to_run: list[Source] = []
     skipped: list[Skipped] = []
     for source in sources:
@@ -212,13 +215,36 @@ def split_finished(
             row is not None
             and row["source_size"] == source.size
             and row["source_mtime_ns"] == source.mtime_ns
-            and all((out_dir / path).is_file() for path in row["variants"])
+            and _outputs_intact(layout, row)
         )
         if row is not None and unchanged:
             skipped.append(Skipped(source.path, row["status"]))
         else:
             to_run.append(replace(source, index=len(to_run)))
     return to_run, skipped
+
+
+def _file_size(path: Path) -> int | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
+
+
+def _outputs_intact(layout: OutputLayout, row: dict[str, Any]) -> bool:
+    """True when a finished image's variants and sidecar are all on disk.
+
+    A variant must have the size the catalog recorded, which catches a file
+    replaced or cut short since, without reading it.
+    """
+    if not all(
+        _file_size(layout.root / path) == size for path, size in row["variants"]
+    ):
+        return False
+    return (
+        not row["variants"] or _file_size(layout.sidecar_path(row["key"])) is not None
+    )
 
 
 def in_input_order(

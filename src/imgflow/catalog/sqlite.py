@@ -307,18 +307,19 @@ class SQLiteCatalog:
     def completed(self, config_sha256: str) -> dict[str, dict[str, Any]]:
         """Return the final rows made with this config, keyed by source path.
 
-        Each row has the status, the source's size and modification time
-        when it was processed, and the paths of its variants.
+        Each row has the status, the image key, the source's size and
+        modification time when it was processed, and the (path, bytes) of
+        each of its variants.
         """
         rows = self.connection.execute(
-            "SELECT source, status, source_size, source_mtime_ns FROM images "
+            "SELECT source, status, key, source_size, source_mtime_ns FROM images "
             "WHERE config_sha256 = ? AND status IN (?, ?)",
             (config_sha256, *FINAL_STATES),
         )
         found = {row["source"]: dict(row) | {"variants": []} for row in rows}
-        for row in self.connection.execute("SELECT source, path FROM variants"):
+        for row in self.connection.execute("SELECT source, path, bytes FROM variants"):
             if row["source"] in found:
-                found[row["source"]]["variants"].append(row["path"])
+                found[row["source"]]["variants"].append((row["path"], row["bytes"]))
         return found
 
     def last_config(self) -> str | None:
