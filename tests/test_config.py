@@ -13,6 +13,7 @@ from imgflow.config import (
     TransformConfig,
     ValidateConfig,
     Variant,
+    load_config,
     parse_config,
     settings_of,
 )
@@ -29,7 +30,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
         ({"transform": {"background": "white"}}, "expected a colour like '#ffffff'"),
         ({"variants": {}}, "at least one variant"),
         ({"variants": {"Big Thumb": {"size": 5}}}, "variant name 'Big Thumb'"),
-        ({"variants": {"t": {}}}, "set size, or width and height"),
+        ({"variants": {"t": {}}}, "set size, or width, height or both"),
         ({"variants": {"t": {"size": 5, "width": 4}}}, "not both"),
         (
             {"variants": {"t": {"width": 5, "fit": "cover"}}},
@@ -47,7 +48,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
             "variants.t.format: expected one of jpeg, webp, avif, png (got 'gif')",
         ),
         ({"transform": {"animation": "all"}}, "expected one of first, keep"),
-        ({"variants": {"t": {"size": True}}}, "variants.t.size: expected int"),
+        ({"variants": {"t": {"size": True}}}, "variants.t.size: expected an integer"),
         ({"validate": {"allowed_formats": ["jpeg", 3]}}, "allowed_formats[1]"),
         ({"validate": {"max_file_bytes": 1.5}}, "(got 1.5)"),
         ({"output": {"keep_gps": True}}, "keep_gps = true needs keep_exif"),
@@ -69,9 +70,9 @@ def test_invalid_values_each_variant_named() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(data)
     message = str(caught.value)
-    assert "variants.a.size: expected int >= 1 (got 0)" in message
-    assert "variants.b.quality: expected int >= 1 (got 0)" in message
-    assert "validate.max_pixels: expected int >= 1 (got -1)" in message
+    assert "variants.a.size: expected an integer >= 1 (got 0)" in message
+    assert "variants.b.quality: expected an integer >= 1 (got 0)" in message
+    assert "validate.max_pixels: expected an integer >= 1 (got -1)" in message
 
 
 def test_values_normalised() -> None:
@@ -158,3 +159,10 @@ def test_variant_large_box_without_growth_allowed() -> None:
     """A box larger than the pixel limit is fine when outputs never outgrow inputs."""
     config = parse_config({"variants": {"big": {"size": 20_000}}})
     assert config.variants["big"].size == 20_000
+
+
+def test_config_file_with_byte_order_mark(tmp_path: Path) -> None:
+    """A file saved with a UTF-8 byte order mark loads like one without."""
+    path = tmp_path / "imgflow.toml"
+    path.write_bytes("\ufeff[variants.thumb]\nsize = 200\n".encode())
+    assert load_config(path).variants["thumb"].size == 200

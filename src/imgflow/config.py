@@ -116,7 +116,7 @@ class Variant(_Section, frozen=True):
         ):
             raise ValueError("set either size, or width and height, not both")
         if self.size is None and self.width is None and self.height is None:
-            raise ValueError("set size, or width and height")
+            raise ValueError("set size, or width, height or both")
         if (
             self.fit is not Fit.INSIDE
             and (self.size is None)
@@ -349,6 +349,24 @@ def _choices(kind: Any) -> list[str]:
     return []
 
 
+# msgspec names JSON types; a config file is TOML. An optional setting
+# can be left out, so its null needs no mention.
+_TOML_TERMS = {
+    "`int | null`": "an integer",
+    "`int`": "an integer",
+    "`str`": "a string",
+    "`bool`": "true or false",
+    "`object`": "a table",
+    "`array`": "an array",
+}
+
+
+def _in_toml_terms(message: str) -> str:
+    for term, toml in _TOML_TERMS.items():
+        message = message.replace(term, toml)
+    return message
+
+
 def _describe_error(
     error: msgspec.ValidationError, data: Any, root: type[Struct], prefix: str
 ) -> str:
@@ -386,6 +404,7 @@ def _describe_error(
         if message.startswith("Expected"):
             # "Expected `int`, got `str`": the value itself is shown instead.
             message = re.sub(r", got `\w+`$", "", message)
+            message = _in_toml_terms(message)
         message = message.replace("`", "")
         message = message[:1].lower() + message[1:]
     keys = [prefix] if prefix else []
@@ -436,7 +455,8 @@ def load_config(path: Path | None) -> PipelineConfig:
     if path is None:
         return PipelineConfig()
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        # Editors on Windows may start the file with a byte order mark.
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
