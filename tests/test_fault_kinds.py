@@ -408,6 +408,44 @@ def test_tiff_private_tags_processed(write_file: WriteFile, process: Process) ->
     assert result.status is Status.DONE, result.message
 
 
+def _png_with_ihdr(width: int, height: int) -> bytes:
+    data = encode(noise_image(), "PNG")
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return data[:8] + png_chunk(b"IHDR", header) + data[33:]
+
+
+def _png_without_idat() -> bytes:
+    data = encode(noise_image(), "PNG")
+    return data[:33] + png_chunk(b"IEND", b"")
+
+
+def _png_bad_crc() -> bytes:
+    data = bytearray(encode(noise_image(), "PNG"))
+    data[40] ^= 0xFF  # inside the first IDAT chunk's data
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        (lambda: _png_with_ihdr(0, 96), "IHDR gives a size of 0x96 pixels"),
+        (_png_without_idat, "no IDAT chunk"),
+        (_png_bad_crc, "fails its CRC check"),
+    ],
+)
+def test_png_fault_named(
+    write_file: WriteFile,
+    process: Process,
+    build: Callable[[], bytes],
+    expected: str,
+) -> None:
+    """A PNG that libvips cannot load is rejected with the fault in its chunks."""
+    result = process(write_file("fault.png", build()))
+    assert result.status is Status.REJECTED
+    assert result.reason is Reason.CORRUPT
+    assert expected in (result.message or "")
+
+
 # --- files that are not images ----------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""Container walks: where a GIF or TIFF file's structure ends early.
+"""Container walks: where a GIF or TIFF file's structure ends early, and
+what is wrong with a PNG's chunks.
 
 Each walk reads the file's blocks or directories as bytes and decodes no
 pixels, so a cut file is found in well under a millisecond for most files.
@@ -7,6 +8,7 @@ pixels, so a cut file is found in well under a millisecond for most files.
 from __future__ import annotations
 
 import struct
+import zlib
 from typing import NamedTuple
 
 
@@ -349,3 +351,39 @@ class _TiffReader:
 
     def past_end(self, part: str, end: int) -> str:
         return f"tiff {part} ends at byte {end:,} but the file has {self.size:,} bytes"
+
+
+def png_problem(data: bytes) -> str | None:
+    """Describe the first structural fault of a PNG, or return None.
+
+    Walks the chunks after the signature, checking each CRC, that IHDR comes
+    first with a non-zero size, and that some IDAT chunk contains image data.
+    libvips reports these faults only as a failed load.
+    """
+    position = 8
+    seen_data = False
+    while position + 12 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, position)
+        name = kind.decode("ascii", "replace")
+        end = position + 12 + length
+        if end > len(data):
+            return (
+                f"chunk {name} at byte {position:,} needs {length:,} bytes, "
+                f"past the end of the file ({len(data):,} bytes)"
+            )
+        stored = int.from_bytes(data[end - 4 : end], "big")
+        if zlib.crc32(data[position + 4 : end - 4]) != stored:
+            return f"chunk {name} at byte {position:,} fails its CRC check"
+        if position == 8 and kind != b"IHDR":
+            return f"the first chunk is {name}, not IHDR"
+        if kind == b"IHDR" and length >= 8:
+            width, height = struct.unpack_from(">II", data, position + 8)
+            if width == 0 or height == 0:
+                return f"IHDR gives a size of {width}x{height} pixels"
+        seen_data = seen_data or kind == b"IDAT"
+        if kind == b"IEND":
+            break
+        position = end
+    if not seen_data:
+        return "no IDAT chunk, so the file contains no image data"
+    return None

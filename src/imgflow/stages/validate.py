@@ -16,6 +16,7 @@ from imgflow.records import Header
 from imgflow.stages.containers import (
     gif_frame_extent,
     gif_truncation,
+    png_problem,
     tiff_truncation,
 )
 
@@ -198,7 +199,16 @@ def decode_failure(fmt: str, data: bytes, detail: str, *, stage: str) -> Rejecte
     message = truncation_message(fmt, data)
     if message is not None:
         return Rejected(Reason.TRUNCATED, message, stage=stage)
-    return Rejected(Reason.CORRUPT, f"{fmt} decode failed: {detail}", stage=stage)
+    return Rejected(
+        Reason.CORRUPT,
+        f"{fmt} decode failed: {_structure_problem(fmt, data) or detail}",
+        stage=stage,
+    )
+
+
+def _structure_problem(fmt: str, data: bytes) -> str | None:
+    """Name a fault found in the file's structure, which decoders may not say."""
+    return png_problem(data) if fmt == "png" else None
 
 
 def _orientation(image: pyvips.Image) -> int:
@@ -215,11 +225,10 @@ def read_header(data: bytes, fmt: str) -> Header:
         image = pyvips.Image.new_from_buffer(data, "", access="sequential")
     except pyvips.Error as exc:
         reason = undecodable_reason(fmt, data)
-        detail = (exc.detail or exc.message).strip().splitlines()
+        lines = (exc.detail or exc.message).strip().splitlines()
+        detail = _structure_problem(fmt, data) or (lines[-1] if lines else "unknown")
         raise Rejected(
-            reason,
-            f"{fmt} header could not be parsed: {detail[-1] if detail else 'unknown'}",
-            stage=STAGE,
+            reason, f"{fmt} header could not be parsed: {detail}", stage=STAGE
         ) from None
     return header_of(image, fmt)
 
