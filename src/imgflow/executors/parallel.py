@@ -44,7 +44,9 @@ def result_of(source: Source, completion: Completion) -> ImageResult:
         reason = Reason.TIMED_OUT
     elif completion.outcome is Outcome.ERROR:
         reason = Reason.INTERNAL_ERROR
-    log.error("%s: %s", source.path, completion.message)
+    # The pool has logged the loss with its task. The feeder logs a retry,
+    # and the runner the final outcome with the number of attempts.
+    log.debug("%s: %s", source.path, completion.message)
     return ImageResult(
         source=source,
         status=Status.FAILED,

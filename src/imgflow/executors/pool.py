@@ -451,7 +451,8 @@ class WorkerPool:
                 worker.process.join()
                 if worker.busy:
                     message = f"worker process {_exit_description(worker.process)}"
-                    log.warning("%s while running task %s", message, worker.task_id)
+                    # Callers log each loss with the image it cost.
+                    log.debug("%s while running task %s", message, worker.task_id)
                     completions.append(
                         Completion(worker.task_id, Outcome.LOST, message=message)
                     )
@@ -466,7 +467,7 @@ class WorkerPool:
             timeout = worker.timeout
             if worker.busy and timeout is not None and now - worker.started >= timeout:
                 message = f"no result within {timeout:g} s; worker process ended"
-                log.warning("task %s: %s", worker.task_id, message)
+                log.debug("task %s: %s", worker.task_id, message)
                 expired.append(
                     Completion(worker.task_id, Outcome.TIMED_OUT, message=message)
                 )
