@@ -209,8 +209,19 @@ Process = Callable[..., ImageResult]
 ORIENTATION_FORMATS = {
     "jpeg": ("JPEG", ".jpg", {"quality": 95}),
     "png": ("PNG", ".png", {}),
+    # ImageMagick's way: the EXIF as hex text in a "Raw profile type exif" chunk.
+    "png-text-profile": ("PNG", ".png", {}),
     "webp": ("WEBP", ".webp", {"lossless": True}),
 }
+
+
+def with_raw_exif_profile(png: bytes, exif: bytes) -> bytes:
+    """Insert EXIF after the IHDR chunk the way ImageMagick writes it."""
+    digits = exif.hex()
+    lines = "\n".join(digits[at : at + 72] for at in range(0, len(digits), 72))
+    text = f"\nexif\n{len(exif):8d}\n{lines}\n".encode()
+    chunk = png_chunk(b"tEXt", b"Raw profile type exif\x00" + text)
+    return png[:33] + chunk + png[33:]
 
 
 def oriented_file(orientation: int, fmt: str) -> bytes:
@@ -221,7 +232,10 @@ def oriented_file(orientation: int, fmt: str) -> bytes:
     exif = Image.Exif()
     exif[ExifTags.Base.Orientation] = orientation
     pillow_format, _, options = ORIENTATION_FORMATS[fmt]
-    data = encode(stored, pillow_format, exif=exif, **options)
+    if fmt == "png-text-profile":
+        data = with_raw_exif_profile(encode(stored, pillow_format), exif.tobytes())
+    else:
+        data = encode(stored, pillow_format, exif=exif, **options)
     # The generated file itself must display upright, or the test proves nothing.
     with Image.open(io.BytesIO(data)) as check:
         displayed = ImageOps.exif_transpose(check)

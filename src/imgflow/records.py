@@ -75,6 +75,9 @@ class Header:
     progressive: bool
     interpretation: str = "srgb"
     has_profile: bool = False
+    # False when the orientation comes from metadata libvips does not read,
+    # so the engine applies it after loading.
+    oriented_on_load: bool = True
 
     @property
     def pixels(self) -> int:

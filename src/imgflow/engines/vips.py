@@ -153,6 +153,10 @@ def _decode_base(
 ) -> pyvips.Image:
     """Decode, orient and shrink to `size`, returning an image held in memory."""
     width, height = size
+    orient_after = not header.oriented_on_load and header.orientation != 1
+    if orient_after and header.orientation >= 5:
+        # Fit the stored image, whose sides the rotation swaps.
+        width, height = height, width
     colour = {"export_profile": "srgb"} if _needs_colour_transform(header) else {}
     if header.format in _PILLOW_DECODED:
         image = _load_with_pillow(data).thumbnail_image(
@@ -167,6 +171,10 @@ def _decode_base(
             option_string=load_options,
             **colour,
         )
+    if orient_after:
+        image = image.copy()
+        image.set_type(pyvips.GValue.gint_type, "orientation", header.orientation)
+        image = image.autorot()
     image = _to_8bit_srgb(image)
     if flatten is not None:
         image = _flatten(image, flatten)

@@ -8,7 +8,11 @@ few kilobytes of header, in milliseconds and with little memory.
 
 from __future__ import annotations
 
+import re
+import struct
+
 import pyvips
+from PIL import Image
 
 from imgflow.config import PipelineConfig, ValidateConfig
 from imgflow.errors import Reason, Rejected
@@ -21,6 +25,7 @@ from imgflow.stages.containers import (
 )
 
 STAGE = "validate"
+_ORIENTATION_TAG = 0x0112
 
 _ISO_BMFF_AVIF = {b"avif", b"avis"}
 _ISO_BMFF_HEIC = {
@@ -207,16 +212,37 @@ def decode_failure(fmt: str, data: bytes, detail: str, *, stage: str) -> Rejecte
 
 
 def _structure_problem(fmt: str, data: bytes) -> str | None:
-    """Name a fault found in the file's structure, which decoders may not say."""
+    """Name a fault found in the file's structure, which decoders may not report."""
     return png_problem(data) if fmt == "png" else None
 
 
-def _orientation(image: pyvips.Image) -> int:
-    if image.get_typeof("orientation") == 0:
-        return 1
-    value = int(image.get("orientation"))
+def _valid_orientation(value: int | None) -> int:
     # Out-of-range tags (0 is common) mean "no rotation" to every viewer.
-    return value if 1 <= value <= 8 else 1
+    return value if value is not None and 1 <= value <= 8 else 1
+
+
+# ImageMagick writes a PNG's EXIF as hex digits in a text chunk named "Raw
+# profile type exif". libvips keeps it as a comment and ignores its
+# orientation, which Pillow applies.
+_RAW_EXIF_PROFILE = re.compile(r"png-comment-\d+-Raw profile type exif")
+
+
+def _raw_profile_orientation(image: pyvips.Image) -> int | None:
+    """Return the orientation in an ImageMagick raw EXIF profile, if any."""
+    for name in image.get_fields():
+        if not _RAW_EXIF_PROFILE.fullmatch(name):
+            continue
+        # The text is "\nexif\n   LENGTH\nHEX DIGITS...", split over lines.
+        lines = str(image.get(name)).strip().splitlines()
+        try:
+            data = bytes.fromhex("".join(lines[2:]))
+            exif = Image.Exif()
+            exif.load(data)
+            value = exif.get(_ORIENTATION_TAG)
+        except (ValueError, SyntaxError, struct.error, OSError):
+            return None  # Malformed: the metadata stage reports what it can.
+        return value if isinstance(value, int) else None
+    return None
 
 
 def read_header(data: bytes, fmt: str) -> Header:
@@ -240,6 +266,14 @@ def header_of(image: pyvips.Image, fmt: str) -> Header:
     if image.get_typeof("page-height"):
         height = int(image.get("page-height"))
     progressive = bool(image.get_typeof("interlaced") and image.get("interlaced"))
+    oriented_on_load = True
+    if image.get_typeof("orientation"):
+        orientation = _valid_orientation(int(image.get("orientation")))
+    elif fmt == "png":
+        orientation = _valid_orientation(_raw_profile_orientation(image))
+        oriented_on_load = orientation == 1
+    else:
+        orientation = 1
     return Header(
         format=fmt,
         width=image.width,
@@ -247,10 +281,11 @@ def header_of(image: pyvips.Image, fmt: str) -> Header:
         bands=image.bands,
         bit_depth=_BIT_DEPTH.get(image.format, 8),
         pages=max(pages, 1),
-        orientation=_orientation(image),
+        orientation=orientation,
         progressive=progressive,
         interpretation=image.interpretation,
         has_profile=bool(image.get_typeof("icc-profile-data")),
+        oriented_on_load=oriented_on_load,
     )
 
 
