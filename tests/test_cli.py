@@ -18,6 +18,7 @@ from PIL import Image
 from conftest import imgflow_process, interrupt, jpeg_bytes, quadrant_pixels
 from imgflow.cli import app, main
 from imgflow.config import PipelineConfig, load_config
+from imgflow.executors.parallel import default_workers
 
 
 @pytest.fixture
@@ -386,3 +387,24 @@ def test_run_rejects_huge_retry_count(photos: Path, tmp_path: Path) -> None:
         "run", str(photos), "--out", str(tmp_path / "out"), "--retries", "1100"
     )
     assert result.exit_code == 2, result.output
+
+
+def test_run_rejects_huge_worker_count(photos: Path, tmp_path: Path) -> None:
+    """Thousands of worker processes would exhaust memory, so the count is bounded."""
+    result = _invoke(
+        "run", str(photos), "--out", str(tmp_path / "out"), "--workers", "100000"
+    )
+    assert result.exit_code == 2, result.output
+    assert "1<=x<=512" in result.output
+
+
+def test_run_warns_oversubscribed_workers(photos: Path, tmp_path: Path) -> None:
+    """More than four workers per core run, with a warning."""
+    workers = 4 * default_workers() + 1
+    result = _invoke(
+        "run", str(photos), "--out", str(tmp_path / "out"), "--mode", "sequential",
+        "--workers", str(workers),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert f"--workers {workers} on {default_workers()} cores" in output

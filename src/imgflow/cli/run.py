@@ -29,6 +29,7 @@ from imgflow.config import load_config
 from imgflow.errors import ConfigError, ExitCode, Status, UsageError
 from imgflow.executors import MODES, RunControl, pool_workers
 from imgflow.executors.hybrid import ENGINES
+from imgflow.executors.parallel import default_workers
 from imgflow.executors.pool import reserved_workers
 from imgflow.outdir import check_output_file, check_writable, locked
 from imgflow.records import Source
@@ -53,6 +54,11 @@ MAX_LISTED_PROBLEMS = 50
 MAX_RETRY_DELAY_SECONDS = 3600.0
 # The backoff doubles per attempt, so far beyond this it overflows a float.
 MAX_RETRIES = 100
+# Each worker is a process with its own memory, so thousands of them would
+# exhaust a machine long before they sped anything up.
+MAX_WORKERS = 512
+# Above this many workers per core, a run warns that they compete.
+OVERSUBSCRIBED_PER_CORE = 4
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +143,7 @@ def _problems_table(summary: RunSummary) -> Table | None:
 )
 @click.option(
     "--workers",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=MAX_WORKERS),
     default=None,
     help=(
         "Worker processes [default: one per CPU core]; hybrid mode shares them "
@@ -296,6 +302,14 @@ def run(
             check_output_file(report_path, "--report")
         if html_path is not None:
             check_output_file(html_path, "--html")
+        cores = default_workers()
+        if workers is not None and workers > OVERSUBSCRIBED_PER_CORE * cores:
+            log.warning(
+                "--workers %d on %d cores: the workers compete for the cores, "
+                "and each holds its own memory (about 100 MB on 12 MP photos)",
+                workers,
+                cores,
+            )
         if time_limit is not None and mode == "sequential":
             log.warning(
                 "--time-limit is not enforced in sequential mode: a stuck decode "
