@@ -401,6 +401,19 @@ def test_damaged_tiff_strips_rejected(
     assert "tiff decode failed" in (result.message or "")
 
 
+def test_damaged_gif_frame_data_rejected(
+    write_file: WriteFile, process: Process
+) -> None:
+    """Zeroed LZW data inside a full-length GIF is corrupt, not a striped output."""
+    data = encode(noise_image().convert("P"), "GIF")
+    middle = len(data) // 2
+    damaged = data[:middle] + bytes(200) + data[middle + 200 :]
+    result = process(write_file("zeroed.gif", damaged))
+    assert result.status is Status.REJECTED
+    assert result.reason is Reason.CORRUPT
+    assert "Invalid frame data" in (result.message or "")
+
+
 def test_unknown_tiff_compression_rejected(
     write_file: WriteFile, process: Process
 ) -> None:

@@ -36,11 +36,11 @@ _TOLERANT = "fail_on=truncated"
 # libjpeg's "premature end of data segment" and "premature end of JPEG
 # file", and libpng's "not enough image data".
 _DATA_MISSING = re.compile(r"premature end|not enough image data", re.I)
-# Formats whose decoder fails the strict decode only on real damage. libtiff
-# passes its warnings (unknown tags, for one) through without failing it,
-# and reports a strip or tile it cannot decompress as an error, which the
-# tolerant decode writes out black or garbled.
-_DAMAGE_ON_STRICT_FAILURE = {"tiff"}
+# Formats whose decoder fails the strict decode only on real damage, which
+# the tolerant decode writes out black, striped or garbled. libtiff passes
+# its warnings (unknown tags, for one) through without failing it, and
+# libvips' GIF loader fails it on invalid frame data.
+_DAMAGE_ON_STRICT_FAILURE = {"tiff", "gif"}
 
 # NOTE: the pyvips-binary wheel reads HEIF containers but ships no HEVC
 # decoder, so HEIC pixels are decoded with pillow-heif instead.
