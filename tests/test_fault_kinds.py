@@ -1012,6 +1012,32 @@ def test_animation_keep_writes_frames(
             assert is_close(found, expected), f"frame {index} is {found}"
 
 
+@pytest.mark.parametrize("fit", ["cover", "exact", "inside"])
+@pytest.mark.parametrize("fmt", sorted(ANIMATED_SOURCES))
+def test_animation_keep_every_fit(
+    write_file: WriteFile, process: Process, tmp_path: Path, fmt: str, fit: str
+) -> None:
+    """Each fit mode keeps every frame at the variant's size, in order."""
+    suffix, build = ANIMATED_SOURCES[fmt]
+    config = {
+        "transform": {"animation": "keep"},
+        "variants": {"anim": {"width": 40, "height": 40, "fit": fit, "format": "webp"}},
+    }
+    result = process(write_file(f"anim{suffix}", build(FRAME_COLOURS)), config)
+    assert result.status is Status.DONE, result.message
+    record = result.variants[0]
+    # The 80x60 frames fit inside the box at 40x30, and fill it otherwise.
+    expected = (40, 30) if fit == "inside" else (40, 40)
+    assert (record.width, record.height) == expected
+    with Image.open(tmp_path / "out" / record.path) as image:
+        assert image.n_frames == len(FRAME_COLOURS)
+        assert image.size == expected
+        for index, colour in enumerate(FRAME_COLOURS):
+            image.seek(index)
+            found = rgb_at(image, expected[0] // 2, expected[1] // 2)
+            assert is_close(found, colour), f"frame {index} is {found}"
+
+
 @pytest.mark.parametrize("fmt", sorted(ANIMATED_SOURCES))
 def test_animation_keep_limits_all_frames(
     write_file: WriteFile, process: Process, fmt: str

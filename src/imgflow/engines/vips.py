@@ -280,18 +280,34 @@ def _render_animated(
     load_options: str,
 ) -> pyvips.Image:
     frames = min(header.pages, config.transform.max_frames)
-    crop = "centre" if plan.crop is not None else "none"
-    width, height = plan.size
+    # Each frame is scaled to the plan's size. libvips would crop the
+    # frames' stacked strip as one image, so frames are cropped one by one.
+    width, height = plan.resize
     image = pyvips.Image.thumbnail_buffer(
         data,
         width,
         height=height,
-        size="force" if plan.variant.fit.value == "exact" else "both",
-        crop=crop,
+        size="force",
         option_string=f"{load_options},n={frames}",
         **({"export_profile": "srgb"} if _needs_colour_transform(header) else {}),
     )
+    if plan.crop is not None:
+        image = _crop_frames(image, plan.crop)
     return _to_8bit_srgb(image).copy_memory()
+
+
+def _crop_frames(image: pyvips.Image, box: tuple[int, int, int, int]) -> pyvips.Image:
+    """Cut the same box out of every frame of an animation stacked vertically."""
+    left, top, width, height = box
+    page = image.get("page-height") if image.get_typeof("page-height") else image.height
+    frames = [
+        image.crop(left, index * page + top, width, height)
+        for index in range(image.height // page)
+    ]
+    # The joined image takes its metadata, frame delays included, from the first.
+    joined = pyvips.Image.arrayjoin(frames, across=1).copy()
+    joined.set_type(pyvips.GValue.gint_type, "page-height", height)
+    return joined
 
 
 def _is_animated_output(
