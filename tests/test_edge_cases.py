@@ -277,3 +277,24 @@ def test_path_text_form_round_trip(names: list[bytes]) -> None:
     assert path_of_text(display_path(first)) == first
     if first != second:
         assert display_path(first) != display_path(second)
+
+
+@pytest.mark.parametrize("damage", ["text", "cut"])
+def test_damaged_catalog_is_usage_error(tmp_path: Path, damage: str) -> None:
+    """A catalog that SQLite cannot read stops the command with exit 2, no traceback."""
+    folder = tmp_path / "in"
+    _photo(folder / "a.jpg")
+    out = tmp_path / "out"
+    assert _invoke("run", str(folder), "--out", str(out), "-q").exit_code == 0
+    catalog = out / "catalog.sqlite"
+    if damage == "text":
+        catalog.write_text("not a database\n")
+    else:
+        catalog.write_bytes(catalog.read_bytes()[:5000])
+    for suffix in ("-wal", "-shm"):
+        (out / f"catalog.sqlite{suffix}").unlink(missing_ok=True)
+    for command in (("run", str(folder)), ("dlq", "list")):
+        result = CliRunner().invoke(main, [*command, "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        assert "cannot be opened" in result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)

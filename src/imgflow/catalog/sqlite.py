@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from imgflow.catalog.base import RunInfo
-from imgflow.errors import Status
+from imgflow.errors import Status, UsageError
 from imgflow.records import ImageResult, Source
 from imgflow.stages.store import SIDECAR_FOLDER
 
@@ -106,10 +106,17 @@ class SQLiteCatalog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.connection = sqlite3.connect(path, isolation_level=None)
         self.connection.row_factory = sqlite3.Row
-        self.connection.execute("PRAGMA journal_mode=WAL")
-        self.connection.execute("PRAGMA synchronous=NORMAL")
-        self.connection.execute("PRAGMA foreign_keys=ON")
-        self.connection.executescript(SCHEMA)
+        try:
+            self.connection.execute("PRAGMA journal_mode=WAL")
+            self.connection.execute("PRAGMA synchronous=NORMAL")
+            self.connection.execute("PRAGMA foreign_keys=ON")
+            self.connection.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self.connection.close()
+            raise UsageError(
+                f"the catalog {path} cannot be opened ({exc}); move it away to "
+                "start a new catalog, or restore it from a backup"
+            ) from None
         self.commit_every = commit_every
         self.commit_seconds = commit_seconds
         self._uncommitted = 0

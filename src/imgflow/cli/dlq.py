@@ -11,7 +11,14 @@ import click
 from rich.table import Table
 
 from imgflow.catalog import SQLiteCatalog
-from imgflow.cli.app import plain_cell, plural, setup_logging, stderr, stdout
+from imgflow.cli.app import (
+    plain_cell,
+    plural,
+    print_error,
+    setup_logging,
+    stderr,
+    stdout,
+)
 from imgflow.cli.run import execute_with_progress, print_summary
 from imgflow.config import load_config, parse_config
 from imgflow.errors import ConfigError, ExitCode, UsageError
@@ -38,7 +45,11 @@ def _open_catalog(out_dir: Path) -> SQLiteCatalog:
             f"[red]error:[/red] no catalog at {path}; is --out an imgflow output?"
         )
         sys.exit(ExitCode.USAGE)
-    return SQLiteCatalog(path)
+    try:
+        return SQLiteCatalog(path)
+    except UsageError as exc:
+        print_error(str(exc))
+        sys.exit(ExitCode.USAGE)
 
 
 _OUT_OPTION = click.option(
