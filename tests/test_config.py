@@ -38,14 +38,27 @@ README = Path(__file__).resolve().parents[1] / "README.md"
         ),
         ({"variants": {"t": {"size": 5, "format": "webp", "effort": 9}}}, "0-6"),
         ({"variants": {"t": {"size": 5, "quality": 101}}}, "variants.t.quality"),
-        ({"output": {"keep_exf": True}}, "output.keep_exf: unknown setting"),
+        (
+            {"output": {"keep_exf": True}},
+            "output.keep_exf: unknown setting; expected one of keep_exif, keep_gps",
+        ),
+        ({"valdate": {}}, "valdate: unknown setting; expected one of validate,"),
+        (
+            {"output": {"fsync": "yes"}},
+            'output.fsync: expected true or false (got "yes")',
+        ),
+        ({"variants": [{"size": 5}]}, "variants: expected a table (got [{size = 5}])"),
+        (
+            {"variants": {"t": {"size": 5, "format": "webp", "effort": 9}}},
+            "variants.t.effort: must be 0-6",
+        ),
         (
             {"variants": {"t": {"size": 5, "sise": 3}}},
             "variants.t.sise: unknown setting",
         ),
         (
             {"variants": {"t": {"size": 5, "format": "gif"}}},
-            "variants.t.format: expected one of jpeg, webp, avif, png (got 'gif')",
+            'variants.t.format: expected one of jpeg, webp, avif, png (got "gif")',
         ),
         ({"transform": {"animation": "all"}}, "expected one of first, keep"),
         ({"variants": {"t": {"size": True}}}, "variants.t.size: expected an integer"),
@@ -73,6 +86,36 @@ def test_invalid_values_each_variant_named() -> None:
     assert "variants.a.size: expected an integer >= 1 (got 0)" in message
     assert "variants.b.quality: expected an integer >= 1 (got 0)" in message
     assert "validate.max_pixels: expected an integer >= 1 (got -1)" in message
+
+
+def test_every_bad_setting_reported() -> None:
+    """Each bad setting gets its own line, rules on one setting included."""
+    data = {
+        "validate": {"max_pixels": 0, "allowed_formats": ["bmp"]},
+        "transform": {"animation": "no", "background": "red"},
+        "output": {"keep_exif": "yes"},
+        "variants": {"t": {"size": 5, "quality": 500, "sise": 3}},
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    lines = str(caught.value).splitlines()[1:]
+    keys = [line.strip().partition(": ")[0] for line in lines]
+    assert keys == [
+        "validate.max_pixels",
+        "validate.allowed_formats",
+        "transform.animation",
+        "transform.background",
+        "output.keep_exif",
+        "variants.t.quality",
+        "variants.t.sise",
+    ]
+
+
+def test_config_file_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('[transform]\nbackground = "#ffffff" # café\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8 text: byte 0xe9"):
+        load_config(path)
 
 
 def test_values_normalised() -> None:

@@ -11,10 +11,13 @@ every `imgflow run` pays it before its first image.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import json
 import re
 import tomllib
 import typing
+from collections.abc import Sequence
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -124,7 +127,7 @@ class Variant(_Section, frozen=True):
         ):
             raise ValueError(f"fit = {self.fit.value!r} needs both width and height")
         if self.format is OutputFormat.WEBP and self.effort > 6:
-            raise ValueError(f"effort for webp must be 0-6, got {self.effort}")
+            raise ValueError(f"effort: must be 0-6 for webp, got {self.effort}")
         longest = max(edge for edge in (self.size, self.width, self.height) if edge)
         if longest > self.format.max_edge:
             raise ValueError(
@@ -315,7 +318,6 @@ class PipelineConfig(_Section, frozen=True):
 # "Expected `int` >= 1 - at `$.validate.max_pixels`".
 _LOCATION = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _STEP = re.compile(r"\.(?P<key>[A-Za-z0-9_-]+)|\[(?P<index>[^\]]*)\]")
-_UNKNOWN_FIELD = re.compile(r"Object contains unknown field `(?P<name>[^`]*)`")
 
 
 def _step_value(value: Any, step: str | int) -> Any:
@@ -367,87 +369,138 @@ def _in_toml_terms(message: str) -> str:
     return message
 
 
+def _shown(value: Any) -> str:
+    """Write a value from a config file the way TOML writes it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_shown(item) for item in value) + "]"
+    if isinstance(value, dict):
+        pairs = ", ".join(f"{key} = {_shown(item)}" for key, item in value.items())
+        return "{" + pairs + "}"
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    return str(value)
+
+
 def _describe_error(
-    error: msgspec.ValidationError, data: Any, root: type[Struct], prefix: str
+    error: msgspec.ValidationError, value: Any, kind: Any, key: str
 ) -> str:
-    """Render one validation error as "key: message (got value)"."""
+    """Render a validation error of one setting as "key: message (got value)"."""
     text = str(error)
     location = _LOCATION.search(text)
     message = text[: location.start()] if location else text
-    steps: list[str | int] = []
     if location:
+        # Only a list item has a location below the setting itself.
         for match in _STEP.finditer(location["path"]):
             index = match["index"]
-            if index is None:
-                steps.append(match["key"])
-            elif index.isdigit():
-                steps.append(int(index))
-            else:
-                steps.append("")  # A dict key, which msgspec leaves out.
-    value, kind = data, root
-    for step in steps:
-        value, kind = _step_value(value, step), _step_type(kind, step)
-    unknown = _UNKNOWN_FIELD.match(message)
-    if unknown:
-        steps.append(unknown["name"])
-        value = _step_value(value, unknown["name"])
-        message = "unknown setting"
-    elif message.startswith("Invalid enum value") and _choices(kind):
+            if index is not None and index.isdigit():
+                key += f"[{index}]"
+                value, kind = _step_value(value, int(index)), _step_type(kind, 0)
+    if message.startswith("Invalid enum value") and _choices(kind):
         message = f"expected one of {', '.join(_choices(kind))}"
-    else:
-        # A rule on one field names that field first, as in "background: ...".
-        field_name, _, rest = message.partition(": ")
-        if rest and _step_type(kind, field_name) is not None:
-            steps.append(field_name)
-            value = _step_value(value, field_name)
-            message = rest
-        if message.startswith("Expected"):
-            # "Expected `int`, got `str`": the value itself is shown instead.
-            message = re.sub(r", got `\w+`$", "", message)
-            message = _in_toml_terms(message)
-        message = message.replace("`", "")
-        message = message[:1].lower() + message[1:]
-    keys = [prefix] if prefix else []
-    keys += [
-        f"[{step}]" if isinstance(step, int) else step for step in steps if step != ""
-    ]
-    key = ".".join(keys).replace(".[", "[") or "(top level)"
-    found = repr(value)
-    # A rule across a whole table names its values in its message.
-    if value is None or isinstance(value, (dict, Struct)) or found in message:
-        return f"{key}: {message}"
-    return f"{key}: {message} (got {found})"
+    elif message.startswith("Expected"):
+        # "Expected `int`, got `str`": the value itself is shown instead.
+        message = _in_toml_terms(re.sub(r", got `\w+`$", "", message))
+    message = message.replace("`", "")
+    message = message[:1].lower() + message[1:]
+    return f"{key}: {message} (got {_shown(value)})"
+
+
+def _rule_error(error: ValueError, key: str, fields: Sequence[str]) -> str:
+    """Render a failed cross-field rule; one that names a field gets its key."""
+    message = str(error)
+    field_name, _, rest = message.partition(": ")
+    if rest and field_name in fields:
+        return f"{key}.{field_name}: {rest}"
+    return f"{key}: {message}"
+
+
+def _check_table(data: Any, kind: type[_Section], key: str, errors: list[str]) -> Any:
+    """Check each setting of one table, then its cross-field rules.
+
+    Appends a message per bad setting to `errors` and returns the table as
+    `kind`, or None when anything in it is wrong.
+    """
+    if not isinstance(data, dict):
+        errors.append(f"{key}: expected a table (got {_shown(data)})")
+        return None
+    hints = typing.get_type_hints(kind, include_extras=True)
+    fields = {info.encode_name: info.name for info in msgspec.structs.fields(kind)}
+    values = {}
+    count = len(errors)
+    for name, value in data.items():
+        attribute = fields.get(name)
+        if attribute is None:
+            errors.append(
+                f"{key}.{name}: unknown setting; expected one of {', '.join(fields)}"
+            )
+            continue
+        try:
+            values[attribute] = msgspec.convert(value, hints[attribute])
+        except msgspec.ValidationError as exc:
+            errors.append(
+                _describe_error(exc, value, hints[attribute], f"{key}.{name}")
+            )
+    failed = len(errors) > count
+    try:
+        table = kind(**values)
+    except ValueError as exc:
+        # With settings missing, only a rule on one valid setting is real.
+        named = str(exc).partition(": ")[0]
+        if not failed or named in values:
+            errors.append(_rule_error(exc, key, list(fields)))
+        return None
+    return None if failed else table
+
+
+_TABLES: dict[str, type[_Section]] = {
+    "validate": ValidateConfig,
+    "transform": TransformConfig,
+    "output": OutputConfig,
+}
 
 
 def parse_config(data: dict[str, Any], *, source: str = "config") -> PipelineConfig:
     """Validate a decoded TOML table; raise ConfigError naming each bad key.
 
-    Each variant is checked on its own, so that an error names the variant,
-    and each reports its first error. The rest reports its first error too.
+    Every setting is checked on its own, so one message names each bad one.
     """
-    errors = []
-    table = dict(data) if isinstance(data, dict) else data
-    variants = table.get("variants") if isinstance(table, dict) else None
-    if isinstance(variants, dict):
-        checked = {}
-        for name, settings in variants.items():
-            try:
-                checked[name] = msgspec.convert(settings, Variant)
-            except msgspec.ValidationError as exc:
-                errors.append(
-                    _describe_error(exc, settings, Variant, f"variants.{name}")
-                )
-        if errors and not checked:
-            # The other tables are still checked, with the default variants.
-            checked = _default_variants()
-        table["variants"] = checked
-    try:
-        config = msgspec.convert(table, PipelineConfig)
-    except msgspec.ValidationError as exc:
-        errors.append(_describe_error(exc, table, PipelineConfig, ""))
+    errors: list[str] = []
+    known = [*_TABLES, "variants"]
+    tables: dict[str, Any] = {}
+    for name in data:
+        if name not in known:
+            errors.append(
+                f"{name}: unknown setting; expected one of {', '.join(known)}"
+            )
+    for name, kind in _TABLES.items():
+        if name in data:
+            tables[name] = _check_table(data[name], kind, name, errors)
+    variants = data.get("variants")
+    if variants is not None:
+        if isinstance(variants, dict):
+            checked = {
+                name: _check_table(settings, Variant, f"variants.{name}", errors)
+                for name, settings in variants.items()
+            }
+            tables["variants"] = checked
+        else:
+            errors.append(f"variants: expected a table (got {_shown(variants)})")
     if errors:
         raise ConfigError(f"invalid {source}:\n  " + "\n  ".join(errors))
-    return config
+    try:
+        return PipelineConfig(
+            validate_=tables.get("validate") or ValidateConfig(),
+            transform=tables.get("transform") or TransformConfig(),
+            output=tables.get("output") or OutputConfig(),
+            variants=tables.get("variants", _default_variants()),
+        )
+    except ValueError as exc:
+        # The rules across tables name the setting they check.
+        raise ConfigError(f"invalid {source}:\n  {exc}") from None
 
 
 def load_config(path: Path | None) -> PipelineConfig:
@@ -459,7 +512,12 @@ def load_config(path: Path | None) -> PipelineConfig:
         data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text: byte 0x{exc.object[exc.start]:02x} "
+            f"at offset {exc.start}; save it as UTF-8, as TOML requires"
+        ) from None
+    except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
