@@ -452,6 +452,25 @@ def _png_bad_crc() -> bytes:
     return bytes(data)
 
 
+def test_cut_webp_names_riff_size(write_file: WriteFile, process: Process) -> None:
+    """WebP has no end marker, so a cut names the size its RIFF header gives."""
+    data = encode(noise_image(), "WEBP", quality=90)
+    result = process(write_file("cut.webp", data[: len(data) // 2]))
+    assert result.status is Status.REJECTED
+    assert result.reason is Reason.TRUNCATED
+    assert f"its RIFF header gives {len(data):,} bytes" in (result.message or "")
+
+
+def test_png_chunk_type_damage_shown_as_hex(
+    write_file: WriteFile, process: Process
+) -> None:
+    data = bytearray(encode(noise_image(), "PNG"))
+    data[12:16] = b"\x00\x01\x02\x03"  # the IHDR chunk's type
+    result = process(write_file("type.png", bytes(data)))
+    assert result.status is Status.REJECTED
+    assert "chunk 0x00010203 at byte 8" in (result.message or "")
+
+
 @pytest.mark.parametrize(
     ("build", "expected"),
     [

@@ -364,7 +364,8 @@ def png_problem(data: bytes) -> str | None:
     seen_data = False
     while position + 12 <= len(data):
         length, kind = struct.unpack_from(">I4s", data, position)
-        name = kind.decode("ascii", "replace")
+        # A damaged type may hold unprintable bytes, shown as hex instead.
+        name = kind.decode("ascii") if kind.isalpha() else f"0x{kind.hex()}"
         end = position + 12 + length
         if end > len(data):
             return (

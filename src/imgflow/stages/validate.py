@@ -184,6 +184,12 @@ def truncation_message(fmt: str, data: bytes) -> str | None:
     if fmt == "tiff":
         return tiff_truncation(data)
     if ends_cleanly(fmt, data) is False:
+        if fmt == "webp":
+            declared = int.from_bytes(data[4:8], "little") + 8
+            return (
+                f"webp data ends early: its RIFF header gives {declared:,} bytes, "
+                f"the file has {len(data):,}"
+            )
         return f"{fmt} data ends early: the end marker is missing after {len(data):,} bytes"
     return None
 
