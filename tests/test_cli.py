@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -408,3 +409,46 @@ def test_run_warns_oversubscribed_workers(photos: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())
     assert f"--workers {workers} on {default_workers()} cores" in output
+
+
+@pytest.mark.parametrize("mode", ["sequential", "parallel"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_second_signal_abandons_and_reports(
+    tmp_path: Path, mode: str, signum: signal.Signals
+) -> None:
+    """Two signals abandon the run; it still exits 1 and writes its report."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    photo = jpeg_bytes(Image.fromarray(quadrant_pixels(3000, 2000)))
+    for index in range(30):
+        (folder / f"photo{index:02d}.jpg").write_bytes(photo)
+    config = tmp_path / "slow.toml"
+    # A large WebP variant makes each image slow enough for both signals.
+    config.write_text('[variants.web]\nsize = 2400\nformat = "webp"\n')
+    report = tmp_path / "report.json"
+    with imgflow_process(
+        "run", str(folder), "--out", str(tmp_path / "out"), "--config", str(config),
+        "--mode", mode, "--workers", "2", "--report", str(report), "--log-format",
+        "json", "-v",
+    ) as process:  # fmt: skip
+        assert process.stderr is not None
+        seen = []
+        for line in process.stderr:
+            seen.append(line)
+            if '"event": "image"' in line:
+                process.send_signal(signum)
+            if "finishing the images in progress" in line:
+                process.send_signal(signum)
+                break
+        errors = "".join(seen) + process.stderr.read()
+        process.wait(timeout=120)
+
+    assert process.returncode == 1, errors
+    assert "Traceback" not in errors
+    assert "abandoning the images in progress" in errors
+    # The stop messages are JSON records too, so the stream stays parseable.
+    records = [json.loads(line) for line in errors.splitlines() if line.strip()]
+    assert sum(r.get("event") == "stop_requested" for r in records) == 2
+    summary = json.loads(report.read_text())["summary"]
+    assert summary["not_processed"] > 0
+    assert summary["done"] + summary["not_processed"] == 30

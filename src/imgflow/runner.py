@@ -387,12 +387,12 @@ def execute(
     except KeyboardInterrupt:
         control.request_stop()
         control.request_stop()
-        log.warning("run %d abandoned: in-flight images were not finished", run_id)
     finally:
         seconds = time.perf_counter() - started
         results.sort(key=lambda r: r.source.index)
         counts = dict(Counter(r.status.value for r in results))
         if control.abandoned:
+            log.warning("run %d abandoned: in-flight images were not finished", run_id)
             begun.update((s.index, s) for s in control.take_started())
             _remove_abandoned_outputs(request, layout, catalog, begun.values(), results)
         try:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from imgflow.cli.app import (
@@ -43,7 +44,7 @@ from imgflow.runner import (
 )
 from imgflow.stages.ingest import Filters
 from imgflow.stages.store import OutputLayout
-from imgflow.telemetry.logs import LogFormat
+from imgflow.telemetry.logs import LogFormat, current_log_settings
 
 if TYPE_CHECKING:
     from imgflow.telemetry.metrics import RunMetrics
@@ -291,100 +292,106 @@ def run(
     or configuration error.
     """
     setup_logging(verbose, quiet, log_format)
-    try:
-        config = load_config(config_path)
-        if not inputs and not list_files:
-            raise UsageError(
-                "no input given: name folders or files, or use --files-from"
-            )
-        check_writable(out_dir)
-        if report_path is not None:
-            check_output_file(report_path, "--report")
-        if html_path is not None:
-            check_output_file(html_path, "--html")
-        cores = default_workers()
-        if workers is not None and workers > OVERSUBSCRIBED_PER_CORE * cores:
-            log.warning(
-                "--workers %d on %d cores: the workers compete for the cores, "
-                "and each holds its own memory (about 100 MB on 12 MP photos)",
-                workers,
-                cores,
-            )
-        if time_limit is not None and mode == "sequential":
-            log.warning(
-                "--time-limit is not enforced in sequential mode: a stuck decode "
-                "cannot be interrupted inside the process"
-            )
-        request = RunRequest(
-            inputs=inputs,
-            out_dir=out_dir,
-            config=config,
-            mode=mode,
-            workers=workers,
-            filters=Filters(include=include, exclude=exclude),
-            list_files=list_files,
-            ordered=ordered,
-            time_limit=time_limit,
-            queue_size=queue_size,
-            redo=redo,
-            retries=retries,
-            retry_delay=retry_delay,
-            max_worker_rss_mb=max_worker_rss,
-            small_engine=small_engine,
-        )
-        if report_path is not None and html_path is not None:
-            if os.path.realpath(report_path) == os.path.realpath(html_path):
+    stop = _SignalStop()
+    with stop.installed(then_ignore=True):
+        try:
+            config = load_config(config_path)
+            if not inputs and not list_files:
                 raise UsageError(
-                    f"--report and --html name the same file {report_path}; "
-                    "name two files"
+                    "no input given: name folders or files, or use --files-from"
                 )
-        _check_inputs_outside(request)
-        sources, issues = collect_sources(request)
-        for option, path in (("--report", report_path), ("--html", html_path)):
-            if path is not None:
-                _check_not_overwritten(path, option, request, sources)
-        if not sources and issues:
-            raise UsageError(
-                "no images found: "
-                + "; ".join(f"{issue.path}: {issue.message}" for issue in issues[:5])
+            check_writable(out_dir)
+            if report_path is not None:
+                check_output_file(report_path, "--report")
+            if html_path is not None:
+                check_output_file(html_path, "--html")
+            cores = default_workers()
+            if workers is not None and workers > OVERSUBSCRIBED_PER_CORE * cores:
+                log.warning(
+                    "--workers %d on %d cores: the workers compete for the cores, "
+                    "and each holds its own memory (about 100 MB on 12 MP photos)",
+                    workers,
+                    cores,
+                )
+            if time_limit is not None and mode == "sequential":
+                log.warning(
+                    "--time-limit is not enforced in sequential mode: a stuck decode "
+                    "cannot be interrupted inside the process"
+                )
+            request = RunRequest(
+                inputs=inputs,
+                out_dir=out_dir,
+                config=config,
+                mode=mode,
+                workers=workers,
+                filters=Filters(include=include, exclude=exclude),
+                list_files=list_files,
+                ordered=ordered,
+                time_limit=time_limit,
+                queue_size=queue_size,
+                redo=redo,
+                retries=retries,
+                retry_delay=retry_delay,
+                max_worker_rss_mb=max_worker_rss,
+                small_engine=small_engine,
             )
-        with (
-            # First, while this process has one thread and no output file open.
-            reserved_workers(pool_workers(mode, workers, len(sources))),
-            locked(out_dir),
-            _metrics(metrics_port, metrics_address, announce=not quiet) as metrics,
-        ):
-            summary = execute_with_progress(
-                request,
-                sources,
-                issues,
-                # A progress bar would break the one-object-per-line stream.
-                quiet=quiet or log_format == "json",
-                metrics=metrics,
-            )
-        if report_path is not None:
-            write_report(summary, report_path)
-        if html_path is not None:
-            write_html_report(summary, html_path)
-    except (ConfigError, UsageError) as exc:
-        print_error(str(exc))
-        sys.exit(ExitCode.USAGE)
+            if report_path is not None and html_path is not None:
+                if os.path.realpath(report_path) == os.path.realpath(html_path):
+                    raise UsageError(
+                        f"--report and --html name the same file {report_path}; "
+                        "name two files"
+                    )
+            _check_inputs_outside(request)
+            sources, issues = collect_sources(request)
+            for option, path in (("--report", report_path), ("--html", html_path)):
+                if path is not None:
+                    _check_not_overwritten(path, option, request, sources)
+            if not sources and issues:
+                raise UsageError(
+                    "no images found: "
+                    + "; ".join(
+                        f"{issue.path}: {issue.message}" for issue in issues[:5]
+                    )
+                )
+            stop.control = request.control()
+            with (
+                # First, while this process has one thread and no output file open.
+                reserved_workers(pool_workers(mode, workers, len(sources))),
+                locked(out_dir),
+                _metrics(metrics_port, metrics_address, announce=not quiet) as metrics,
+            ):
+                summary = execute_with_progress(
+                    request,
+                    sources,
+                    issues,
+                    # A progress bar would break the one-object-per-line stream.
+                    quiet=quiet or log_format == "json",
+                    metrics=metrics,
+                    control=stop.control,
+                )
+            if report_path is not None:
+                write_report(summary, report_path)
+            if html_path is not None:
+                write_html_report(summary, html_path)
+        except (ConfigError, UsageError) as exc:
+            print_error(str(exc))
+            sys.exit(ExitCode.USAGE)
 
-    if not quiet and summary.skipped and not summary.results:
-        stdout.print(
-            f"Nothing to do: all {plural(len(summary.skipped), 'image')} were finished by an "
-            "earlier run with this configuration (use --redo to process them again).",
-            highlight=False,
-        )
-    elif not quiet:
-        if summary.skipped:
+        if not quiet and summary.skipped and not summary.results:
             stdout.print(
-                f"{plural(len(summary.skipped), 'image')} finished by an earlier run "
-                "skipped.",
+                f"Nothing to do: all {plural(len(summary.skipped), 'image')} were finished by an "
+                "earlier run with this configuration (use --redo to process them again).",
                 highlight=False,
             )
-        print_summary(summary, out_dir)
-    sys.exit(ExitCode.OK if summary.all_done else ExitCode.SOME_IMAGES_NOT_DONE)
+        elif not quiet:
+            if summary.skipped:
+                stdout.print(
+                    f"{plural(len(summary.skipped), 'image')} finished by an earlier run "
+                    "skipped.",
+                    highlight=False,
+                )
+            print_summary(summary, out_dir)
+        sys.exit(ExitCode.OK if summary.all_done else ExitCode.SOME_IMAGES_NOT_DONE)
 
 
 def _check_inputs_outside(request: RunRequest) -> None:
@@ -444,27 +451,61 @@ def print_summary(summary: RunSummary, out_dir: Path) -> None:
     stdout.print(f"Output: {out_dir.resolve()}", highlight=False)
 
 
-@contextlib.contextmanager
-def _stop_on_signals(control: RunControl) -> Iterator[None]:
-    """First SIGINT or SIGTERM stops intake; the second abandons the run."""
+class _SignalStop:
+    """A run's handling of SIGINT and SIGTERM, in three steps.
 
-    def handle(signum: int, _frame: object) -> None:
-        control.request_stop()
-        if control.abandoned:
+    Before the run starts, a signal interrupts the command. During the run,
+    the first stops intake and lets the images in progress finish, and the
+    second abandons them. Both only set the run's flags, so the report and
+    the summary are still written. A third signal interrupts at once.
+    """
+
+    def __init__(self) -> None:
+        self.control: RunControl | None = None
+
+    def handle(self, signum: int, _frame: object) -> None:
+        control = self.control
+        if control is None or control.abandoned:
             raise KeyboardInterrupt
-        stderr.print(
-            f"[yellow]{signal.Signals(signum).name}: finishing the images in progress; "
-            "signal again to abandon them[/yellow]"
-        )
+        control.request_stop()
+        name = signal.Signals(signum).name
+        if control.abandoned:
+            _announce(
+                f"{name}: abandoning the images in progress; signal again to stop "
+                "at once"
+            )
+        else:
+            _announce(
+                f"{name}: finishing the images in progress; signal again to "
+                "abandon them"
+            )
 
-    previous = {
-        sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    @contextlib.contextmanager
+    def installed(self, *, then_ignore: bool = False) -> Iterator[None]:
+        """Handle both signals for the block, then restore the earlier handlers.
+
+        With `then_ignore`, for a command about to exit, later signals are
+        ignored instead: a default handler would kill the process during its
+        shutdown and change its exit status.
+        """
+        previous = {
+            sig: signal.signal(sig, self.handle)
+            for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, signal.SIG_IGN if then_ignore else handler)
+
+
+def _announce(message: str) -> None:
+    """Tell the user about a stop request, as a JSON record with JSON logs."""
+    settings = current_log_settings()
+    if settings is not None and settings.format == "json":
+        log.warning(message, extra={"event": "stop_requested"})
+    else:
+        stderr.print(f"[yellow]{escape(message)}[/yellow]")
 
 
 @contextlib.contextmanager
@@ -511,13 +552,27 @@ def execute_with_progress(
     *,
     quiet: bool,
     metrics: RunMetrics | None = None,
+    control: RunControl | None = None,
 ) -> RunSummary:
-    """Run with a progress bar on stderr, unless `quiet`, and stop on signals."""
-    control = request.control()
-    with _stop_on_signals(control):
-        if quiet or not sources:
-            return execute(request, sources, issues, control=control, metrics=metrics)
-        return _execute_with_bar(request, sources, issues, control, metrics)
+    """Run with a progress bar on stderr, unless `quiet`, and stop on signals.
+
+    A caller that passes `control` handles the signals itself.
+    """
+    if control is None:
+        stop = _SignalStop()
+        stop.control = request.control()
+        with stop.installed():
+            return execute_with_progress(
+                request,
+                sources,
+                issues,
+                quiet=quiet,
+                metrics=metrics,
+                control=stop.control,
+            )
+    if quiet or not sources:
+        return execute(request, sources, issues, control=control, metrics=metrics)
+    return _execute_with_bar(request, sources, issues, control, metrics)
 
 
 def _execute_with_bar(
