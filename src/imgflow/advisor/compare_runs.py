@@ -276,9 +276,12 @@ def measure(
             ) from None
         process.join()
     finally:
-        _stop_child(process)
-        sender.close()
-        receiver.close()
+        # Held until the child is gone, so a second stop request cannot leave
+        # it running or its output behind.
+        with _stop_signals_blocked():
+            _stop_child(process)
+            sender.close()
+            receiver.close()
     workers_used, counts, not_processed, seconds, latencies, usage = payload
     return Measurement(
         setup=setup,
@@ -341,7 +344,9 @@ def run_rounds(
                             setup, round_index, sources, config, out_dir, inputs
                         )
                     finally:
-                        shutil.rmtree(out_dir, ignore_errors=True)
+                        # A second stop request must not cut the clean-up short.
+                        with _stop_signals_blocked():
+                            shutil.rmtree(out_dir, ignore_errors=True)
                     running = None
                     measurements.append(result)
                     if on_measured is not None:
