@@ -25,6 +25,7 @@ from imgflow.config import parse_config
 from imgflow.errors import Reason, Status
 from imgflow.pipeline import Pipeline
 from imgflow.records import ImageResult, Source
+from imgflow.stages.validate import error_lines
 
 Colour = tuple[int, int, int]
 
@@ -1110,3 +1111,23 @@ def test_heic_processed(
     image = open_variant(tmp_path / "out", result, "thumb")
     assert image.size == (64, 48)
     assert_upright_quadrants(image)
+
+
+@pytest.mark.parametrize(
+    ("detail", "expected"),
+    [
+        (
+            "VipsJpeg: Quantization table 0x00 was not defined\n"
+            "jpegload_buffer: load error\n",
+            ["VipsJpeg: Quantization table 0x00 was not defined"],
+        ),
+        ("webp2vips: unable to read pixels\nwebpload_buffer: load error\n",
+         ["webp2vips: unable to read pixels"]),
+        ("tiff2vips: ZLib error\ntiff2vips: read error\n", ["tiff2vips: ZLib error"]),
+        ("a: x\na: x\nb: y\n", ["a: x", "b: y"]),
+        ("jpegload_buffer: load error\n", ["jpegload_buffer: load error"]),
+    ],
+)  # fmt: skip
+def test_error_lines_skip_libvips_wrappers(detail: str, expected: list[str]) -> None:
+    """Messages name the decoder's fault, whatever lines libvips adds after it."""
+    assert error_lines(pyvips.Error("unable to call", detail)) == expected

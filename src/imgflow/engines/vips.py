@@ -25,7 +25,7 @@ from imgflow.stages.transform import (
     base_size,
     encoding_key,
 )
-from imgflow.stages.validate import decode_failure, undecodable_reason
+from imgflow.stages.validate import decode_failure, error_lines, undecodable_reason
 
 # A decode first runs with fail_on=warning. When libvips warns, the warning
 # decides: data that ends before the image is complete (which libjpeg would
@@ -71,19 +71,16 @@ def jpeg_scan_is_clean(data: bytes) -> bool:
 
 
 def _error_detail(exc: pyvips.Error) -> str:
-    lines = [line for line in (exc.detail or "").strip().splitlines() if line]
-    return lines[-1] if lines else exc.message
+    """Return the last line of a libvips error that names a fault."""
+    return error_lines(exc)[-1]
 
 
 def _all_details(exc: pyvips.Error) -> str:
-    """Join every distinct line of a libvips error, the first cause first.
+    """Join the lines of a libvips error that name a fault, the first cause first.
 
-    libtiff names the fault ("ZLib error") and libvips then adds its own
-    "read error", so the last line alone says little.
+    libtiff can report several faults in a row, which together say more.
     """
-    lines = [line.strip() for line in (exc.detail or "").splitlines()]
-    distinct = list(dict.fromkeys(line for line in lines if line))
-    return "; ".join(distinct) or exc.message
+    return "; ".join(error_lines(exc))
 
 
 def _decode_failure(header: Header, data: bytes, exc: Exception) -> Rejected:

@@ -251,14 +251,31 @@ def _raw_profile_orientation(image: pyvips.Image) -> int | None:
     return None
 
 
+# Lines libvips adds after a decoder's own message. They name no fault, and
+# whether they come at all depends on the threads a process runs.
+_WRAPPER_LINE = re.compile(
+    r": (load error|read error|unable to call \w+|unable to copy to memory)$"
+)
+
+
+def error_lines(exc: pyvips.Error) -> list[str]:
+    """Return the distinct lines of a libvips error that name a fault, in order.
+
+    When every line is one of libvips' own wrappers, those are returned.
+    """
+    lines = [line.strip() for line in (exc.detail or "").splitlines()]
+    distinct = list(dict.fromkeys(line for line in lines if line))
+    specific = [line for line in distinct if not _WRAPPER_LINE.search(line)]
+    return specific or distinct or [exc.message]
+
+
 def read_header(data: bytes, fmt: str) -> Header:
     """Parse the header with libvips; no pixels are decoded."""
     try:
         image = pyvips.Image.new_from_buffer(data, "", access="sequential")
     except pyvips.Error as exc:
         reason = undecodable_reason(fmt, data)
-        lines = (exc.detail or exc.message).strip().splitlines()
-        detail = _structure_problem(fmt, data) or (lines[-1] if lines else "unknown")
+        detail = _structure_problem(fmt, data) or error_lines(exc)[-1]
         raise Rejected(
             reason, f"{fmt} header could not be parsed: {detail}", stage=STAGE
         ) from None
