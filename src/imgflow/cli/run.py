@@ -293,7 +293,7 @@ def run(
     """
     setup_logging(verbose, quiet, log_format)
     stop = _SignalStop()
-    with stop.installed(then_ignore=True):
+    with stop.installed():
         try:
             config = load_config(config_path)
             if not inputs and not list_files:
@@ -481,13 +481,8 @@ class _SignalStop:
             )
 
     @contextlib.contextmanager
-    def installed(self, *, then_ignore: bool = False) -> Iterator[None]:
-        """Handle both signals for the block, then restore the earlier handlers.
-
-        With `then_ignore`, for a command about to exit, later signals are
-        ignored instead: a default handler would kill the process during its
-        shutdown and change its exit status.
-        """
+    def installed(self) -> Iterator[None]:
+        """Handle both signals for the block, then restore the earlier handlers."""
         previous = {
             sig: signal.signal(sig, self.handle)
             for sig in (signal.SIGINT, signal.SIGTERM)
@@ -496,7 +491,7 @@ class _SignalStop:
             yield
         finally:
             for sig, handler in previous.items():
-                signal.signal(sig, signal.SIG_IGN if then_ignore else handler)
+                signal.signal(sig, handler)
 
 
 def _announce(message: str) -> None:
