@@ -49,22 +49,26 @@ def dead_run(tmp_path: Path) -> tuple[Path, Path]:
     for name in ("ioerror_once", "good"):
         image = Image.fromarray(quadrant_pixels(120, 80))
         (folder / f"{name}.jpg").write_bytes(jpeg_bytes(image))
-    markers = tmp_path / "markers"
-    markers.mkdir()
     out = tmp_path / "out"
+    summary = _run_with_faults(folder, out, tmp_path / "markers")
+    assert summary.counts == {"done": 1, "failed": 1}
+    return out, folder / "ioerror_once.jpg"
+
+
+def _run_with_faults(folder: Path, out: Path, markers: Path) -> RunSummary:
+    """Run `folder` once, letting the faults its file names ask for happen."""
+    markers.mkdir()
     request = RunRequest(
         inputs=[str(folder)], out_dir=out, config=CONFIG, mode="sequential"
     )
     sources, issues = collect_sources(request)
-    summary = execute(
+    return execute(
         request,
         sources,
         issues,
         control=RunControl(retry=RetryPolicy(attempts=1)),
         pipeline=FaultyPipeline(CONFIG, out, markers=markers),
     )
-    assert summary.counts == {"done": 1, "failed": 1}
-    return out, folder / "ioerror_once.jpg"
 
 
 def test_list_shows_dead_image(dead_run: tuple[Path, Path]) -> None:
@@ -356,20 +360,8 @@ def test_retry_names_not_utf8(tmp_path: Path) -> None:
     for raw in (b"ioerror_caf\xe9_load_once.jpg", b"ioerror_caf\\xe9_load_once.jpg"):
         with open(os.path.join(os.fsencode(folder), raw), "wb") as handle:
             handle.write(photo)
-    markers = tmp_path / "markers"
-    markers.mkdir()
     out = tmp_path / "out"
-    request = RunRequest(
-        inputs=[str(folder)], out_dir=out, config=CONFIG, mode="sequential"
-    )
-    sources, issues = collect_sources(request)
-    summary = execute(
-        request,
-        sources,
-        issues,
-        control=RunControl(retry=RetryPolicy(attempts=1)),
-        pipeline=FaultyPipeline(CONFIG, out, markers=markers),
-    )
+    summary = _run_with_faults(folder, out, tmp_path / "markers")
     assert summary.counts == {"failed": 2}
 
     result = _cli("dlq", "retry", "--out", str(out), "--mode", "sequential", "-q")
