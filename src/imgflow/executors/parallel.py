@@ -53,6 +53,7 @@ def result_of(source: Source, completion: Completion) -> ImageResult:
         stage="worker",
         reason=reason,
         message=completion.message,
+        seconds=completion.seconds,
     )
 
 

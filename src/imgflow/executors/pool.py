@@ -61,6 +61,8 @@ class Completion:
     outcome: Outcome
     value: Any = None
     message: str = ""
+    # For a lost or timed-out task, how long its worker had been running it.
+    seconds: float = 0.0
 
 
 def resident_bytes() -> int | None:
@@ -454,7 +456,12 @@ class WorkerPool:
                     # Callers log each loss with the image it cost.
                     log.debug("%s while running task %s", message, worker.task_id)
                     completions.append(
-                        Completion(worker.task_id, Outcome.LOST, message=message)
+                        Completion(
+                            worker.task_id,
+                            Outcome.LOST,
+                            message=message,
+                            seconds=time.monotonic() - worker.started,
+                        )
                     )
                 self._replace(worker)
         completions.extend(self._expire())
@@ -469,7 +476,12 @@ class WorkerPool:
                 message = f"no result within {timeout:g} s; worker process ended"
                 log.debug("task %s: %s", worker.task_id, message)
                 expired.append(
-                    Completion(worker.task_id, Outcome.TIMED_OUT, message=message)
+                    Completion(
+                        worker.task_id,
+                        Outcome.TIMED_OUT,
+                        message=message,
+                        seconds=now - worker.started,
+                    )
                 )
                 self._replace(worker)
         return expired
