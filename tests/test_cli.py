@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import imgflow_process, interrupt, jpeg_bytes, quadrant_pixels
-from imgflow.cli import app, main
+from imgflow.cli import main
 from imgflow.config import PipelineConfig, load_config
 from imgflow.executors.parallel import default_workers
 
@@ -361,8 +361,9 @@ def test_problem_table_escapes_control_characters(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A file name with an escape sequence or markup is shown, not obeyed."""
-    # Wide enough that the name is not folded across lines.
-    monkeypatch.setattr(app.stdout, "width", 500)
+    # Wide enough that the name is not folded across lines. Rich reads the
+    # width from COLUMNS when the output is not a terminal.
+    monkeypatch.setenv("COLUMNS", "500")
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "esc\x1b[31mred[bold].jpg").write_bytes(b"not an image")

@@ -7,12 +7,9 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.text import Text
 
 from imgflow.errors import ExitCode
 from imgflow.telemetry.logs import (
@@ -30,8 +27,48 @@ log = logging.getLogger(__name__)
 # plugins. A value the user set wins.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
-stderr = Console(stderr=True)
-stdout = Console()
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+
+class _ConsoleOnFirstUse:
+    """A Rich console that is created, and Rich imported, on first use.
+
+    Importing Rich costs about 15 ms, which a quiet run that prints nothing
+    would otherwise spend before its first image.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        object.__setattr__(self, "_options", options)
+        object.__setattr__(self, "_console", None)
+
+    def _made(self) -> Console:
+        console = object.__getattribute__(self, "_console")
+        if console is None:
+            from rich.console import Console
+
+            console = Console(**object.__getattribute__(self, "_options"))
+            object.__setattr__(self, "_console", console)
+        return cast("Console", console)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._made(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._made(), name, value)
+
+    # Rich's live display enters its console as a context manager, and
+    # special methods are looked up on the type, never through __getattr__.
+    def __enter__(self) -> Console:
+        return self._made().__enter__()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._made().__exit__(*exc_info)
+
+
+stderr = cast("Console", _ConsoleOnFirstUse(stderr=True))
+stdout = cast("Console", _ConsoleOnFirstUse())
 
 
 def print_error(message: str) -> None:
@@ -44,6 +81,8 @@ def print_error(message: str) -> None:
     if settings is not None and settings.format == "json":
         log.error(message, extra={"event": "command_failed"})
         return
+    from rich.markup import escape
+
     stderr.print(
         f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True
     )
@@ -155,6 +194,8 @@ def plain_cell(text: str, *, keep_newlines: bool = False) -> Text:
     File names may contain escape sequences or brackets that would
     otherwise drive the terminal or read as Rich markup.
     """
+    from rich.text import Text
+
     return Text(escape_controls(text, keep_newlines=keep_newlines))
 
 

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.markup import escape
-from rich.table import Table
 
 from imgflow.cli.app import (
     CONFIG_OPTION,
@@ -47,6 +45,8 @@ from imgflow.stages.store import OutputLayout
 from imgflow.telemetry.logs import LogFormat, current_log_settings
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from imgflow.telemetry.metrics import RunMetrics
 from imgflow.telemetry import DEFAULT_METRICS_ADDRESS
 
@@ -65,6 +65,8 @@ log = logging.getLogger(__name__)
 
 
 def _summary_table(summary: RunSummary) -> Table:
+    from rich.table import Table
+
     table = Table(title="imgflow run", show_header=True)
     for column in (
         "done",
@@ -100,6 +102,8 @@ def _problems_table(summary: RunSummary) -> Table | None:
     problems = [r for r in summary.results if r.status is not Status.DONE]
     if not problems and not summary.issues:
         return None
+    from rich.table import Table
+
     table = Table(
         title="Rejected, failed and skipped inputs",
         show_header=True,
@@ -500,6 +504,8 @@ def _announce(message: str) -> None:
     if settings is not None and settings.format == "json":
         log.warning(message, extra={"event": "stop_requested"})
     else:
+        from rich.markup import escape
+
         stderr.print(f"[yellow]{escape(message)}[/yellow]")
 
 

