@@ -12,12 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import pyvips
 from PIL import Image
 
 from conftest import jpeg_bytes, quadrant_pixels
 from imgflow.catalog import SQLiteCatalog
 from imgflow.config import parse_config
+from imgflow.engines import vips
 from imgflow.errors import Status
+from imgflow.pipeline import Pipeline
+from imgflow.records import Source
 from imgflow.runner import RunRequest, collect_sources, execute
 
 MODELS = [("sequential", 1), ("parallel", 2), ("pipelined", 2), ("hybrid", 2)]
@@ -244,3 +248,31 @@ def test_hybrid_pillow_catalog_matches_apart_from_bytes(
     assert [row["source"] for row in produced["images"]] == [
         row["source"] for row in reference["images"]
     ]
+
+
+def test_avif_bytes_same_for_any_thread_count(tmp_path: Path) -> None:
+    """The AV1 encoder's output depends on its threads, which every model sets apart.
+
+    Sequential mode gives libvips every core and workers give it one, so an
+    AVIF variant is encoded with one thread either way.
+    """
+    rng = np.random.default_rng(1)
+    noise = rng.integers(0, 100, (750, 1000, 3), dtype=np.uint8)
+    pixels = (quadrant_pixels(1000, 750) // 2 + noise).astype(np.uint8)
+    source = tmp_path / "photo.jpg"
+    source.write_bytes(jpeg_bytes(Image.fromarray(pixels)))
+    config = parse_config(
+        {"variants": {"a": {"size": 800, "format": "avif", "effort": 0}}}
+    )
+    encoded = []
+    previous = pyvips.concurrency_get()
+    try:
+        for threads in (2, 1):
+            vips.configure_worker(threads=threads)
+            out = tmp_path / f"out-{threads}"
+            result = Pipeline(config, out).process(Source(0, str(source)))
+            assert result.status is Status.DONE, result.message
+            encoded.append((out / result.variants[0].path).read_bytes())
+    finally:
+        pyvips.concurrency_set(previous)
+    assert encoded[0] == encoded[1]

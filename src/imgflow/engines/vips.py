@@ -9,8 +9,10 @@ every variant is resized from it, so the source is decoded exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
+from collections.abc import Iterator
 
 import pyvips
 
@@ -230,6 +232,17 @@ def _strip_exif_fields(image: pyvips.Image) -> pyvips.Image:
     return image
 
 
+@contextlib.contextmanager
+def _libvips_threads(count: int) -> Iterator[None]:
+    """Run the block with libvips limited to `count` threads."""
+    previous = pyvips.concurrency_get()
+    pyvips.concurrency_set(count)
+    try:
+        yield
+    finally:
+        pyvips.concurrency_set(previous)
+
+
 def _keep_flags(output: OutputConfig, exif: bytes | None) -> int:
     keep = pyvips.enums.ForeignKeep.NONE
     if output.keep_icc:
@@ -250,9 +263,13 @@ def _encode(image: pyvips.Image, variant: Variant, keep: int) -> bytes:
             Q=variant.quality, effort=variant.effort, keep=keep
         )
     if fmt is OutputFormat.AVIF:
-        return image.heifsave_buffer(
-            Q=variant.quality, effort=variant.effort, compression="av1", keep=keep
-        )
+        # The AV1 encoder gets libvips' thread count, and its output depends
+        # on it. One thread gives every model, whatever its threads, the
+        # same bytes.
+        with _libvips_threads(1):
+            return image.heifsave_buffer(
+                Q=variant.quality, effort=variant.effort, compression="av1", keep=keep
+            )
     return image.pngsave_buffer(interlace=variant.progressive, keep=keep)
 
 
