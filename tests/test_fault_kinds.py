@@ -415,6 +415,47 @@ def test_damaged_gif_frame_data_rejected(
     assert "Invalid frame data" in (result.message or "")
 
 
+def test_zeroed_progressive_scan_rejected(
+    write_file: WriteFile, process: Process
+) -> None:
+    """Zeroed bytes that libjpeg reports as a bad Huffman code are corrupt.
+
+    In a baseline scan libjpeg-turbo decodes the same damage without a
+    warning, which the README lists as a known limit.
+    """
+    noise = np.random.default_rng(11).integers(0, 100, (192, 256, 3), dtype=np.uint8)
+    pixels = (quadrant_pixels(256, 192) // 2 + noise).astype(np.uint8)
+    data = encode(Image.fromarray(pixels), "JPEG", quality=90, progressive=True)
+    start = int(len(data) * 0.3)
+    damaged = data[:start] + bytes(256) + data[start + 256 :]
+    result = process(write_file("zeroed.jpg", damaged))
+    assert result.status is Status.REJECTED
+    assert result.reason is Reason.CORRUPT, result.message
+    assert "bad Huffman code" in (result.message or "")
+
+
+def test_png_idat_crc_failure_rejected(write_file: WriteFile, process: Process) -> None:
+    """An IDAT whose CRC fails is corrupt, though libvips would decode it."""
+    data = bytearray(encode(noise_image(), "PNG"))
+    data[37] ^= 0xFF  # the first byte of the IDAT chunk's CRC-covered type
+    data[41] ^= 0xFF  # inside its data: the pixels still decode
+    result = process(write_file("crc.png", bytes(data)))
+    assert result.status is Status.REJECTED
+    assert result.reason is Reason.CORRUPT
+    assert "fails its CRC check" in (result.message or "")
+
+
+def test_png_ancillary_crc_failure_accepted(
+    write_file: WriteFile, process: Process
+) -> None:
+    """A text chunk failing its CRC leaves the pixels intact, as libpng treats it."""
+    data = encode(noise_image(), "PNG")
+    text = png_chunk(b"tEXt", b"Comment\x00hello")
+    broken = text[:-1] + bytes([text[-1] ^ 0xFF])
+    result = process(write_file("text.png", data[:33] + broken + data[33:]))
+    assert result.status is Status.DONE, result.message
+
+
 def test_unknown_tiff_compression_rejected(
     write_file: WriteFile, process: Process
 ) -> None:

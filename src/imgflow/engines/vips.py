@@ -43,6 +43,9 @@ _DATA_MISSING = re.compile(r"premature end|not enough image data", re.I)
 # its warnings (unknown tags, for one) through without failing it, and
 # libvips' GIF loader fails it on invalid frame data.
 _DAMAGE_ON_STRICT_FAILURE = {"tiff", "gif"}
+# libjpeg warnings that mean the compressed scan data itself is damaged.
+# Others, such as stray bytes before a marker, are common in sound files.
+_SCAN_DAMAGE = re.compile(r"bad Huffman code|bad arithmetic code|instead of RST")
 
 # NOTE: the pyvips-binary wheel reads HEIF containers but ships no HEVC
 # decoder, so HEIC pixels are decoded with pillow-heif instead.
@@ -382,7 +385,8 @@ def render(
                     f"{header.width}x{header.height} image is complete: {detail}",
                     stage=STAGE,
                 ) from None
-            if header.format in _DAMAGE_ON_STRICT_FAILURE:
+            damaged = any(_SCAN_DAMAGE.search(line) for line in error_lines(exc))
+            if damaged or header.format in _DAMAGE_ON_STRICT_FAILURE:
                 raise decode_failure(
                     header.format, data, _all_details(exc), stage=STAGE
                 ) from None

@@ -356,9 +356,10 @@ class _TiffReader:
 def png_problem(data: bytes) -> str | None:
     """Describe the first structural fault of a PNG, or return None.
 
-    Walks the chunks after the signature, checking each CRC, that IHDR comes
-    first with a non-zero size, and that some IDAT chunk contains image data.
-    libvips reports these faults only as a failed load.
+    Walks the chunks after the signature, checking the CRC of each critical
+    one, that IHDR comes first with a non-zero size, and that some IDAT
+    chunk contains image data. libvips reports these faults only as a failed
+    load, and decodes an IDAT whose CRC fails as if it were sound.
     """
     position = 8
     seen_data = False
@@ -373,7 +374,10 @@ def png_problem(data: bytes) -> str | None:
                 f"past the end of the file ({len(data):,} bytes)"
             )
         stored = int.from_bytes(data[end - 4 : end], "big")
-        if zlib.crc32(data[position + 4 : end - 4]) != stored:
+        # Like libpng, only critical chunks (upper-case first letter) must
+        # pass: a damaged text or colour chunk leaves the pixels intact.
+        critical = kind[:1].isupper() or not kind.isalpha()
+        if critical and zlib.crc32(data[position + 4 : end - 4]) != stored:
             return f"chunk {name} at byte {position:,} fails its CRC check"
         if position == 8 and kind != b"IHDR":
             return f"the first chunk is {name}, not IHDR"

@@ -355,6 +355,9 @@ def validate(data: bytes, config: ValidateConfig) -> Header:
         message = truncation_message(fmt, data)
         if message is not None:
             raise Rejected(Reason.TRUNCATED, message, stage=STAGE)
+    problem = _structure_problem(fmt, data)
+    if problem is not None:
+        raise Rejected(Reason.CORRUPT, f"{fmt} {problem}", stage=STAGE)
     header = read_header(data, fmt)
     if header.width < 1 or header.height < 1:
         raise Rejected(
