@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -207,3 +208,41 @@ def test_abandon_leaves_no_temporary_files(
     assert summary.not_processed
     assert len(summary.results) + len(summary.not_processed) == len(sources)
     assert list(out.rglob(".imgflow-*")) == []
+
+
+class _InterruptedPipeline(Pipeline):
+    """Abandons the run at its second image, then gets a further interrupt."""
+
+    control: RunControl
+
+    def process(self, source: Source, *, engine: str = "vips") -> ImageResult:
+        if source.index == 1:
+            self.control.request_stop()
+            self.control.request_stop()
+            raise KeyboardInterrupt
+        return super().process(source, engine=engine)
+
+
+def test_interrupt_after_abandon_propagates(tmp_path: Path) -> None:
+    """A KeyboardInterrupt once the run is abandoned stops it, after recording."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(3):
+        photo = jpeg_bytes(Image.fromarray(quadrant_pixels(64 + index, 48)))
+        (folder / f"p{index}.jpg").write_bytes(photo)
+    request = RunRequest(
+        inputs=[str(folder)], out_dir=tmp_path / "out", config=PipelineConfig(),
+        mode="sequential",
+    )  # fmt: skip
+    sources, issues = collect_sources(request)
+    control = RunControl()
+    pipeline = _InterruptedPipeline(request.config, request.out_dir)
+    pipeline.control = control
+    with pytest.raises(KeyboardInterrupt):
+        execute(request, sources, issues, control=control, pipeline=pipeline)
+    # The finished image was recorded and the rest left pending.
+    with sqlite3.connect(tmp_path / "out" / "catalog.sqlite") as connection:
+        states = sorted(
+            row[0] for row in connection.execute("SELECT status FROM images")
+        )
+    assert states == ["done", "pending", "pending"]

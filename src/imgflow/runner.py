@@ -385,6 +385,10 @@ def execute(
             if on_result is not None:
                 on_result(result)
     except KeyboardInterrupt:
+        if control.abandoned:
+            # A further request after the run was abandoned: stop at once,
+            # once the finally block below has recorded what finished.
+            raise
         control.request_stop()
         control.request_stop()
     finally:

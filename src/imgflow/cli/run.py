@@ -499,14 +499,17 @@ class _SignalStop:
 
 
 def _announce(message: str) -> None:
-    """Tell the user about a stop request, as a JSON record with JSON logs."""
+    """Tell the user about a stop request, as a JSON record with JSON logs.
+
+    It runs in a signal handler, which may interrupt the first import of
+    Rich, so it writes plain text instead of going through a Rich console.
+    """
     settings = current_log_settings()
     if settings is not None and settings.format == "json":
         log.warning(message, extra={"event": "stop_requested"})
     else:
-        from rich.markup import escape
-
-        stderr.print(f"[yellow]{escape(message)}[/yellow]")
+        sys.stderr.write(f"{message}\n")
+        sys.stderr.flush()
 
 
 @contextlib.contextmanager
