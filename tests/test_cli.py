@@ -453,3 +453,15 @@ def test_second_signal_abandons_and_reports(
     summary = json.loads(report.read_text())["summary"]
     assert summary["not_processed"] > 0
     assert summary["done"] + summary["not_processed"] == 30
+
+
+def test_json_logs_print_no_table(photos: Path, tmp_path: Path) -> None:
+    """With JSON logs, stdout and stderr both hold JSON records only."""
+    result = subprocess.run(
+        [sys.executable, "-m", "imgflow", "run", str(photos), "--out",
+         str(tmp_path / "out"), "--log-format", "json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode in (0, 1), result.stderr
+    for line in (result.stdout + result.stderr).splitlines():
+        json.loads(line)

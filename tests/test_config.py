@@ -27,7 +27,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
     [
         ({"validate": {"max_pixels": 0}}, "validate.max_pixels"),
         ({"validate": {"allowed_formats": ["jpeg", "bmpx"]}}, "unknown format 'bmpx'"),
-        ({"transform": {"background": "white"}}, "expected a colour like '#ffffff'"),
+        ({"transform": {"background": "white"}}, 'expected a colour like "#ffffff"'),
         ({"variants": {}}, "at least one variant"),
         ({"variants": {"Big Thumb": {"size": 5}}}, "variant name 'Big Thumb'"),
         ({"variants": {"t": {}}}, "set size, or width, height or both"),
@@ -209,3 +209,16 @@ def test_config_file_with_byte_order_mark(tmp_path: Path) -> None:
     path = tmp_path / "imgflow.toml"
     path.write_bytes("\ufeff[variants.thumb]\nsize = 200\n".encode())
     assert load_config(path).variants["thumb"].size == 200
+
+
+def test_every_bad_variant_name_reported() -> None:
+    data = {
+        "variants": {"Thumb": {"size": 5}, "big one": {"size": "x"}, "ok": {"size": 5}}
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    message = str(caught.value)
+    assert "variant name 'Thumb'" in message
+    assert "variant name 'big one'" in message
+    assert "variants.big one.size: expected an integer" in message
+    assert "'ok'" not in message

@@ -221,7 +221,8 @@ class TransformConfig(_Section, frozen=True):
     def __post_init__(self) -> None:
         if not re.fullmatch(r"#[0-9a-fA-F]{6}", self.background):
             raise ValueError(
-                f"background: expected a colour like '#ffffff', got {self.background!r}"
+                'background: expected a colour like "#ffffff" '
+                f"(got {json.dumps(self.background)})"
             )
         msgspec.structs.force_setattr(self, "background", self.background.lower())
 
@@ -482,10 +483,15 @@ def parse_config(data: dict[str, Any], *, source: str = "config") -> PipelineCon
     variants = data.get("variants")
     if variants is not None:
         if isinstance(variants, dict):
-            checked = {
-                name: _check_table(settings, Variant, f"variants.{name}", errors)
-                for name, settings in variants.items()
-            }
+            checked = {}
+            for name, settings in variants.items():
+                try:
+                    _check_variant_name(name)
+                except ValueError as exc:
+                    errors.append(str(exc))
+                checked[name] = _check_table(
+                    settings, Variant, f"variants.{name}", errors
+                )
             tables["variants"] = checked
         else:
             errors.append(f"variants: expected a table (got {_shown(variants)})")

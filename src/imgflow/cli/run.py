@@ -381,6 +381,9 @@ def run(
             print_error(str(exc))
             sys.exit(ExitCode.USAGE)
 
+        # With JSON logs the run_finished record carries the summary, and a
+        # table would break a stream that a collector merges with stderr.
+        quiet = quiet or log_format == "json"
         if not quiet and summary.skipped and not summary.results:
             stdout.print(
                 f"Nothing to do: all {plural(len(summary.skipped), 'image')} were finished by an "
