@@ -12,7 +12,7 @@ from PIL import Image
 from conftest import jpeg_bytes, quadrant_pixels
 from imgflow.config import PipelineConfig, parse_config
 from imgflow.errors import Status
-from imgflow.executors import RunControl, make_executor
+from imgflow.executors import RunControl, auto, make_executor
 from imgflow.executors.auto import choose_mode
 from imgflow.executors.base import Feeder
 from imgflow.pipeline import Pipeline
@@ -154,6 +154,18 @@ def test_auto_few_images_sequential(tmp_path: Path) -> None:
     choice = choose_mode(sources, PipelineConfig(), 2)
     assert choice.mode == "sequential"
     assert "2 images" in choice.reason
+
+
+def test_auto_two_images_use_forked_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers forked ahead cost little, so two images already run on them."""
+    sources = _write_jpegs(tmp_path, 2, (64, 48))
+    monkeypatch.setattr(auto, "reserved_count", lambda: 2)
+    assert choose_mode(sources, PipelineConfig(), 2).mode != "sequential"
+    one = choose_mode(sources[:1], PipelineConfig(), 2)
+    assert one.mode == "sequential"
+    assert "fewer than 2" in one.reason
 
 
 def test_auto_one_worker_sequential(tmp_path: Path) -> None:

@@ -233,6 +233,11 @@ def _fork_reserved(context: Any, count: int) -> None:
         _reserved.append((process, parent_end))
 
 
+def reserved_count() -> int:
+    """Return how many forked workers wait for a pool to take them."""
+    return len(_reserved)
+
+
 def release_reserved_workers() -> None:
     """End the reserved workers that no pool took."""
     while _reserved:
