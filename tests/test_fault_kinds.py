@@ -1169,6 +1169,6 @@ def test_heic_processed(
         ("jpegload_buffer: load error\n", ["jpegload_buffer: load error"]),
     ],
 )  # fmt: skip
-def test_error_lines_skip_libvips_wrappers(detail: str, expected: list[str]) -> None:
+def test_error_lines_skip_wrappers(detail: str, expected: list[str]) -> None:
     """Messages name the decoder's fault, whatever lines libvips adds after it."""
     assert error_lines(pyvips.Error("unable to call", detail)) == expected

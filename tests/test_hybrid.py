@@ -272,14 +272,20 @@ def test_peek_header_pixel_bomb(write_file) -> None:
     assert _peek_in_thread(bomb) == [None]
 
 
+def _small_photos(folder: Path, count: int) -> bytes:
+    """Write `count` copies of one 320x240 JPEG into a new folder; return its bytes."""
+    folder.mkdir()
+    small = jpeg_bytes(Image.fromarray(quadrant_pixels(320, 240)))
+    for index in range(count):
+        (folder / f"small_{index:02}.jpg").write_bytes(small)
+    return small
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 def test_hybrid_run_with_fifo_and_bomb(tmp_path: Path) -> None:
     """Hybrid rejects a pixel bomb and a FIFO by name and finishes the rest."""
     folder = tmp_path / "in"
-    folder.mkdir()
-    small = jpeg_bytes(Image.fromarray(quadrant_pixels(320, 240)))
-    for index in range(4):
-        (folder / f"small_{index}.jpg").write_bytes(small)
+    small = _small_photos(folder, 4)
     (folder / "bomb.jpg").write_bytes(_claiming_size(small, 30000, 30000))
     os.mkfifo(folder / "pipe.jpg")
     request = RunRequest(
@@ -305,7 +311,7 @@ def test_hybrid_run_with_fifo_and_bomb(tmp_path: Path) -> None:
     }
     assert reasons["bomb.jpg"] == "too_many_pixels"
     assert reasons["pipe.jpg"] == "not_a_file"
-    assert [reasons[f"small_{index}.jpg"] for index in range(4)] == [None] * 4
+    assert [reasons[f"small_{index:02}.jpg"] for index in range(4)] == [None] * 4
 
 
 def _damaged_jpegs() -> dict[str, bytes]:
@@ -357,10 +363,7 @@ def test_damaged_scans_same_status_as_sequential(tmp_path: Path) -> None:
 def test_stop_leaves_waiting_batches(tmp_path: Path) -> None:
     """After a stop request only the batches already on a worker finish."""
     folder = tmp_path / "in"
-    folder.mkdir()
-    small = jpeg_bytes(Image.fromarray(quadrant_pixels(320, 240)))
-    for index in range(60):
-        (folder / f"small_{index:02}.jpg").write_bytes(small)
+    _small_photos(folder, 60)
     request = RunRequest(
         inputs=[str(folder)],
         out_dir=tmp_path / "out",

@@ -163,9 +163,9 @@ def test_auto_two_images_use_forked_workers(
     sources = _write_jpegs(tmp_path, 2, (64, 48))
     monkeypatch.setattr(auto, "reserved_count", lambda: 2)
     assert choose_mode(sources, PipelineConfig(), 2).mode != "sequential"
-    one = choose_mode(sources[:1], PipelineConfig(), 2)
-    assert one.mode == "sequential"
-    assert "fewer than 2" in one.reason
+    single = choose_mode(sources[:1], PipelineConfig(), 2)
+    assert single.mode == "sequential"
+    assert "fewer than 2" in single.reason
 
 
 def test_auto_one_worker_sequential(tmp_path: Path) -> None:

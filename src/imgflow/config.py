@@ -316,27 +316,16 @@ class PipelineConfig(_Section, frozen=True):
 
 
 # msgspec ends each message with the location of the bad value, as in
-# "Expected `int` >= 1 - at `$.validate.max_pixels`".
+# "Expected `str`, got `int` - at `$[1]`". Each setting is converted on its
+# own, so the only location below a setting is a list item.
 _LOCATION = re.compile(r" - at `\$(?P<path>[^`]*)`$")
-_STEP = re.compile(r"\.(?P<key>[A-Za-z0-9_-]+)|\[(?P<index>[^\]]*)\]")
+_LIST_INDEX = re.compile(r"\[(\d+)\]")
 
 
-def _step_value(value: Any, step: str | int) -> Any:
-    if isinstance(step, int):
-        return value[step] if isinstance(value, list) and step < len(value) else None
-    return value.get(step) if isinstance(value, dict) else None
-
-
-def _step_type(kind: Any, step: str | int) -> Any:
-    """Return the type found one step into a value of type `kind`."""
+def _item_type(kind: Any) -> Any:
+    """Return the type of the items of a list type, annotations removed."""
     while typing.get_origin(kind) is Annotated:
         kind = typing.get_args(kind)[0]
-    if isinstance(kind, type) and issubclass(kind, Struct):
-        hints = typing.get_type_hints(kind, include_extras=True)
-        for info in msgspec.structs.fields(kind):
-            if info.encode_name == step:
-                return hints[info.name]
-        return None
     arguments = typing.get_args(kind)
     return arguments[-1] if arguments else None
 
@@ -394,12 +383,11 @@ def _describe_error(
     location = _LOCATION.search(text)
     message = text[: location.start()] if location else text
     if location:
-        # Only a list item has a location below the setting itself.
-        for match in _STEP.finditer(location["path"]):
-            index = match["index"]
-            if index is not None and index.isdigit():
-                key += f"[{index}]"
-                value, kind = _step_value(value, int(index)), _step_type(kind, 0)
+        for index in map(int, _LIST_INDEX.findall(location["path"])):
+            key += f"[{index}]"
+            fits = isinstance(value, list) and index < len(value)
+            value = value[index] if fits else None
+            kind = _item_type(kind)
     if message.startswith("Invalid enum value") and _choices(kind):
         message = f"expected one of {', '.join(_choices(kind))}"
     elif message.startswith("Expected"):

@@ -83,7 +83,7 @@ def _error_detail(exc: pyvips.Error) -> str:
 def _all_details(exc: pyvips.Error) -> str:
     """Join the lines of a libvips error that name a fault, the first cause first.
 
-    libtiff can report several faults in a row, which together say more.
+    libtiff can report several faults in a row, which together describe more.
     """
     return "; ".join(error_lines(exc))
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import IO
 
 import pyvips
-from PIL import Image
+from PIL import ExifTags, Image
 
 from imgflow.config import PipelineConfig
 from imgflow.engines import pillow
@@ -36,7 +36,6 @@ from imgflow.stages.validate import header_of, sniff_format
 # has not been measured on its own.
 DEFAULT_SMALL_PIXELS = 480_000
 
-_ORIENTATION_TAG = 0x0112
 # Pillow's JPEG modes, named as libvips names their interpretation.
 _JPEG_INTERPRETATIONS = {"L": "b-w", "RGB": "srgb", "CMYK": "cmyk"}
 
@@ -90,7 +89,7 @@ def _jpeg_header(handle: IO[bytes]) -> Header | None:
             interpretation = _JPEG_INTERPRETATIONS.get(image.mode)
             if interpretation is None:
                 return None
-            orientation = image.getexif().get(_ORIENTATION_TAG, 1)
+            orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
             return Header(
                 format="jpeg",
                 width=image.width,

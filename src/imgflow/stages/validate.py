@@ -12,7 +12,7 @@ import re
 import struct
 
 import pyvips
-from PIL import Image
+from PIL import ExifTags, Image
 
 from imgflow.config import PipelineConfig, ValidateConfig
 from imgflow.errors import Reason, Rejected
@@ -25,7 +25,6 @@ from imgflow.stages.containers import (
 )
 
 STAGE = "validate"
-_ORIENTATION_TAG = 0x0112
 
 _ISO_BMFF_AVIF = {b"avif", b"avis"}
 _ISO_BMFF_HEIC = {
@@ -244,7 +243,7 @@ def _raw_profile_orientation(image: pyvips.Image) -> int | None:
             data = bytes.fromhex("".join(lines[2:]))
             exif = Image.Exif()
             exif.load(data)
-            value = exif.get(_ORIENTATION_TAG)
+            value = exif.get(ExifTags.Base.Orientation)
         except (ValueError, SyntaxError, struct.error, OSError):
             return None  # Malformed: the metadata stage reports what it can.
         return value if isinstance(value, int) else None
