@@ -193,6 +193,7 @@ class HybridExecutor:
         control.probes.queues["small"] = lambda: len(small) + len(small.solo)
         control.probes.queues["large"] = lambda: len(large) + len(large.solo)
         running: dict[int, tuple[_Backlog, list[Source]]] = {}
+        pending_results: list[ImageResult] = []
         try:
             while not control.abandoned:
                 if control.stopping:
@@ -214,6 +215,10 @@ class HybridExecutor:
                     timeout = self.time_limit * len(batch) if self.time_limit else None
                     pool.submit(self._tasks, (backlog.engine, batch), timeout=timeout)
                     running[self._tasks] = (backlog, batch)
+                # Handed over once the workers have their next tasks, so
+                # none waits while the caller records these results.
+                yield from pending_results
+                pending_results.clear()
                 if feeder.finished and not small.solo and not large.solo:
                     return
                 for completion in pool.poll(POLL_SECONDS):
@@ -223,7 +228,8 @@ class HybridExecutor:
                         continue
                     for result in self._results(batch, completion):
                         if feeder.complete(result):
-                            yield result
+                            pending_results.append(result)
+            yield from pending_results
         finally:
             if control.abandoned:
                 pool.terminate()

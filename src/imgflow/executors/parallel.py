@@ -85,6 +85,7 @@ class ParallelExecutor:
         )
         control.probes.pools["parallel"] = pool.pids
         in_flight: dict[int, Source] = {}
+        pending_results: list[ImageResult] = []
         try:
             while not control.abandoned:
                 while pool.idle():
@@ -93,12 +94,17 @@ class ParallelExecutor:
                         break
                     pool.submit(source.index, source)
                     in_flight[source.index] = source
+                # Handed over once the workers have their next images, so
+                # none waits while the caller records these results.
+                yield from pending_results
+                pending_results.clear()
                 if feeder.finished:
                     return
                 for completion in pool.poll(POLL_SECONDS):
                     result = result_of(in_flight.pop(completion.task_id), completion)
                     if feeder.complete(result):
-                        yield result
+                        pending_results.append(result)
+            yield from pending_results
         finally:
             if control.abandoned:
                 pool.terminate()
