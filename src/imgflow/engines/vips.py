@@ -27,7 +27,12 @@ from imgflow.stages.transform import (
     base_size,
     encoding_key,
 )
-from imgflow.stages.validate import decode_failure, error_lines, undecodable_reason
+from imgflow.stages.validate import (
+    decode_failure,
+    error_lines,
+    memory_source,
+    undecodable_reason,
+)
 
 # A decode first runs with fail_on=warning. When libvips warns, the warning
 # decides: data that ends before the image is complete (which libjpeg would
@@ -165,8 +170,8 @@ def _decode_base(
             width, height=height, size="down", **colour
         )
     else:
-        image = pyvips.Image.thumbnail_buffer(
-            data,
+        image = pyvips.Image.thumbnail_source(
+            memory_source(data),
             width,
             height=height,
             size="down",
