@@ -15,7 +15,6 @@ import datetime
 import hashlib
 import json
 import re
-import tomllib
 import typing
 from collections.abc import Sequence
 from enum import Enum, StrEnum
@@ -501,6 +500,9 @@ def load_config(path: Path | None) -> PipelineConfig:
     """Read and validate a TOML config file; None gives the defaults."""
     if path is None:
         return PipelineConfig()
+    # A run without a config file never parses TOML, so tomllib loads here.
+    import tomllib
+
     try:
         # Editors on Windows may start the file with a byte order mark.
         data = tomllib.loads(path.read_text(encoding="utf-8-sig"))

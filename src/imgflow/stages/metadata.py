@@ -15,8 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from defusedxml import ElementTree
-from PIL import Image, ImageCms, IptcImagePlugin
+from PIL import Image, IptcImagePlugin
 
 from imgflow.config import OutputConfig
 from imgflow.records import Header
@@ -228,6 +227,10 @@ def _xmp(image: Image.Image) -> dict[str, Any]:
     match = re.search(
         r"<x:xmpmeta.*?</x:xmpmeta>|<rdf:RDF.*?</rdf:RDF>", text, re.DOTALL
     )
+    # The coordinating process and most photos need neither the XML parser
+    # nor the colour profile tools below, so both load on first use.
+    from defusedxml import ElementTree
+
     root = ElementTree.fromstring(match.group(0) if match else text)
     fields: dict[str, Any] = {}
     for name, tag in _XMP_FIELDS.items():
@@ -245,6 +248,8 @@ def _icc_description(image: Image.Image) -> str | None:
     profile = image.info.get("icc_profile")
     if not profile:
         return None
+    from PIL import ImageCms
+
     parsed = ImageCms.ImageCmsProfile(io.BytesIO(profile))
     return _text(ImageCms.getProfileDescription(parsed))
 
