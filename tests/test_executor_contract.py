@@ -41,7 +41,7 @@ CONFIG = {
     }
 }
 
-TIMING_COLUMNS = {"run_id", "updated_at"}
+TIMING_COLUMNS = {"run_id", "updated_at", "mtime_ns"}
 
 
 def _make_inputs(folder: Path) -> None:

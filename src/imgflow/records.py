@@ -7,7 +7,7 @@ pixels, so every record pickles cheaply to a worker process or a queue.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from imgflow.errors import Reason, Status
@@ -102,6 +102,9 @@ class VariantRecord:
     format: str
     bytes: int
     sha256: str
+    # The file's modification time once written, so that a later run
+    # notices a variant replaced by another file of the same size.
+    mtime_ns: int = -1
 
 
 @dataclass(slots=True)
@@ -156,7 +159,3 @@ class ImageResult:
                 stage: round(seconds, 4) for stage, seconds in self.timings.items()
             },
         }
-
-
-def variant_dict(variant: VariantRecord) -> dict[str, Any]:
-    return asdict(variant)

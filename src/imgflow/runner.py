@@ -224,26 +224,36 @@ def split_finished(
     return to_run, skipped
 
 
-def _file_size(path: Path) -> int | None:
+def _regular_file(path: Path) -> os.stat_result | None:
     try:
         info = os.stat(path)
     except OSError:
         return None
-    return info.st_size if stat.S_ISREG(info.st_mode) else None
+    return info if stat.S_ISREG(info.st_mode) else None
+
+
+def _variant_intact(path: Path, size: int, mtime_ns: int | None) -> bool:
+    info = _regular_file(path)
+    if info is None or info.st_size != size:
+        return False
+    return mtime_ns is None or info.st_mtime_ns == mtime_ns
 
 
 def _outputs_intact(layout: OutputLayout, row: dict[str, Any]) -> bool:
     """True when a finished image's variants and sidecar are all on disk.
 
-    A variant must have the size the catalog recorded, which catches a file
-    replaced or cut short since, without reading it.
+    A variant must have the size and the modification time the catalog
+    recorded. Like rsync's quick check, this catches a file replaced or cut
+    short since, without reading it.
     """
     if not all(
-        _file_size(layout.root / path) == size for path, size in row["variants"]
+        _variant_intact(layout.root / path, size, mtime_ns)
+        for path, size, mtime_ns in row["variants"]
     ):
         return False
     return (
-        not row["variants"] or _file_size(layout.sidecar_path(row["key"])) is not None
+        not row["variants"]
+        or _regular_file(layout.sidecar_path(row["key"])) is not None
     )
 
 

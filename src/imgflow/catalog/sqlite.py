@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS variants (
     format TEXT NOT NULL,
     bytes INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
+    mtime_ns INTEGER,
     PRIMARY KEY (source, name)
 );
 CREATE TABLE IF NOT EXISTS rejections (
@@ -111,6 +112,7 @@ class SQLiteCatalog:
             self.connection.execute("PRAGMA synchronous=NORMAL")
             self.connection.execute("PRAGMA foreign_keys=ON")
             self.connection.executescript(SCHEMA)
+            self._add_missing_columns()
         except sqlite3.DatabaseError as exc:
             self.connection.close()
             raise UsageError(
@@ -122,6 +124,16 @@ class SQLiteCatalog:
         self._uncommitted = 0
         self._last_commit = time.monotonic()
         self._config_sha256 = ""
+
+    def _add_missing_columns(self) -> None:
+        """Bring a catalog written by an earlier version up to this schema."""
+        columns = {
+            row["name"]
+            for row in self.connection.execute("PRAGMA table_info(variants)")
+        }
+        if "mtime_ns" not in columns:
+            # Rows written before stay NULL: their files are checked by size only.
+            self.connection.execute("ALTER TABLE variants ADD COLUMN mtime_ns INTEGER")
 
     def _begin(self) -> None:
         if not self.connection.in_transaction:
@@ -207,7 +219,7 @@ class SQLiteCatalog:
         if result.status is Status.DONE:
             self.connection.executemany(
                 "INSERT INTO variants (source, name, path, width, height, format, "
-                "bytes, sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "bytes, sha256, mtime_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         source,
@@ -218,6 +230,7 @@ class SQLiteCatalog:
                         v.format,
                         v.bytes,
                         v.sha256,
+                        v.mtime_ns if v.mtime_ns >= 0 else None,
                     )
                     for v in result.variants
                 ],
@@ -315,8 +328,8 @@ class SQLiteCatalog:
         """Return the final rows made with this config, keyed by source path.
 
         Each row has the status, the image key, the source's size and
-        modification time when it was processed, and the (path, bytes) of
-        each of its variants.
+        modification time when it was processed, and the (path, bytes,
+        mtime_ns) of each of its variants, mtime_ns None where unknown.
         """
         rows = self.connection.execute(
             "SELECT source, status, key, source_size, source_mtime_ns FROM images "
@@ -324,9 +337,14 @@ class SQLiteCatalog:
             (config_sha256, *FINAL_STATES),
         )
         found = {row["source"]: dict(row) | {"variants": []} for row in rows}
-        for row in self.connection.execute("SELECT source, path, bytes FROM variants"):
+        variants = self.connection.execute(
+            "SELECT source, path, bytes, mtime_ns FROM variants"
+        )
+        for row in variants:
             if row["source"] in found:
-                found[row["source"]]["variants"].append((row["path"], row["bytes"]))
+                found[row["source"]]["variants"].append(
+                    (row["path"], row["bytes"], row["mtime_ns"])
+                )
         return found
 
     def last_config(self) -> str | None:

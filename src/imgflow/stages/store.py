@@ -42,12 +42,13 @@ def image_key(source_path: str, sha256: str) -> str:
     return f"{safe}-{sha256[:16]}"
 
 
-def write_atomic(path: Path, data: bytes, *, fsync: bool) -> None:
+def write_atomic(path: Path, data: bytes, *, fsync: bool) -> int:
     """Write `data` to a temporary name in the same folder, then rename it.
 
     Readers see either the old file or the complete new one. With `fsync`,
     the data reaches the disk before the rename, so a power cut cannot leave
-    a renamed but empty file.
+    a renamed but empty file. Returns the file's modification time in
+    nanoseconds, which the rename keeps.
     """
     temp = path.with_name(
         f"{TEMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(4)}"
@@ -56,9 +57,10 @@ def write_atomic(path: Path, data: bytes, *, fsync: bool) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(temp, "xb") as handle:
             handle.write(data)
+            handle.flush()
             if fsync:
-                handle.flush()
                 os.fsync(handle.fileno())
+            mtime_ns = os.fstat(handle.fileno()).st_mtime_ns
         os.replace(temp, path)
     except BaseException as exc:
         # Also on KeyboardInterrupt: no temporary file may outlive the write.
@@ -73,6 +75,7 @@ def write_atomic(path: Path, data: bytes, *, fsync: bool) -> None:
             f"cannot write {path}: {exc.strerror or exc}",
             stage=STAGE,
         ) from None
+    return mtime_ns
 
 
 class OutputLayout:
@@ -119,7 +122,7 @@ def store_variants(
     for item in rendered:
         path = layout.variant_path(item.name, key, item.suffix)
         try:
-            write_atomic(path, item.data, fsync=fsync)
+            mtime_ns = write_atomic(path, item.data, fsync=fsync)
         except StageFailed:
             # An image is stored whole or not at all: no partial variant set.
             for done in written:
@@ -135,6 +138,7 @@ def store_variants(
                 format=item.format,
                 bytes=len(item.data),
                 sha256=hashlib.sha256(item.data).hexdigest(),
+                mtime_ns=mtime_ns,
             )
         )
     return records
