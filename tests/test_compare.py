@@ -355,6 +355,30 @@ def test_run_rounds_interrupt_cleans(
     assert message.startswith("stopped during run 1 of 2, sequential with 1 worker.")
     assert message.endswith("That run was abandoned and its scratch output removed.")
     assert list(tmp_path.iterdir()) == []
+    assert caught.value.measurements == []
+
+
+def test_run_rounds_interrupt_keeps_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exception of a stopped comparison carries the runs that finished."""
+    finished = object()
+
+    def second_run_interrupted(setup, round_index, sources, config, out_dir, inputs):
+        if setup.mode == "parallel":
+            raise KeyboardInterrupt
+        return finished
+
+    monkeypatch.setattr(compare_runs, "measure", second_run_interrupted)
+    with pytest.raises(ComparisonInterrupted) as caught:
+        run_rounds(
+            plan_setups(["sequential", "parallel"], [1]),
+            [],
+            PipelineConfig(),
+            tmp_path,
+            inputs=[],
+        )
+    assert caught.value.measurements == [finished]
 
 
 def _unwritable_targets(tmp_path: Path) -> list[tuple[Path, str]]:
@@ -509,8 +533,11 @@ def test_compare_sigint_names_abandoned_setup(tmp_path: Path) -> None:
     scratch = tmp_path / "scratch"
     scratch.mkdir()
 
+    partial = tmp_path / "partial.json"
+
     with imgflow_process(
         "compare", str(folder), "--modes", "sequential,parallel", "--workers", "1",
+        "--json", str(partial),
         env={**os.environ, "TMPDIR": str(scratch)},
     ) as process:  # fmt: skip
         assert process.stderr is not None
@@ -531,6 +558,10 @@ def test_compare_sigint_names_abandoned_setup(tmp_path: Path) -> None:
     assert "Traceback" not in errors
     assert errors.endswith("removed.\n")
     assert list(scratch.iterdir()) == []
+    # The finished run is still compared, and the file marks it as partial.
+    written = json.loads(partial.read_text())
+    assert written["interrupted"] is True
+    assert [row["mode"] for row in written["rows"]] == ["sequential"]
 
 
 def test_compare_sigint_at_first_start(tmp_path: Path) -> None:

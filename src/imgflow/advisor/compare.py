@@ -7,6 +7,7 @@ JSON, a table and an HTML page. This module gathers their public names.
 """
 
 from imgflow.advisor.compare_report import (
+    INTERRUPTED_NOTE,
     SCHEMA_VERSION,
     TABLE_HEADERS,
     Comparison,
@@ -38,6 +39,7 @@ from imgflow.advisor.compare_verdicts import (
 )
 
 __all__ = [
+    "INTERRUPTED_NOTE",
     "NOISE_FRACTION",
     "SCHEMA_VERSION",
     "STOP_GRACE_SECONDS",

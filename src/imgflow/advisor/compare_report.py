@@ -22,6 +22,10 @@ from imgflow.measure import DEFAULT_INTERVAL_SECONDS
 from imgflow.reporting.html import Page
 
 SCHEMA_VERSION = 1
+INTERRUPTED_NOTE = (
+    "The comparison was stopped before its last run, so some setups have "
+    "fewer rounds than planned and others none."
+)
 
 
 @dataclass(slots=True)
@@ -33,6 +37,8 @@ class Comparison:
     files: int
     config_sha256: str
     created: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # True when a stop signal ended the comparison before its last run.
+    interrupted: bool = False
 
     @property
     def speed(self) -> Verdict:
@@ -53,6 +59,7 @@ class Comparison:
             "config_sha256": self.config_sha256,
             "files": self.files,
             "rounds": self.rounds,
+            "interrupted": self.interrupted,
             "noise_fraction": NOISE_FRACTION,
             "fastest": [_setup_json(setup) for setup in self.speed.leaders],
             "least_memory": [_setup_json(setup) for setup in self.memory.leaders],
@@ -189,6 +196,8 @@ def html_page(comparison: Comparison) -> Page:
         f"{count(comparison.rounds, 'round')}. "
         f"Created {comparison.created:%Y-%m-%d %H:%M} UTC."
     )
+    if comparison.interrupted:
+        page.paragraph(INTERRUPTED_NOTE, note=True)
     page.bullets([comparison.speed.sentence, comparison.memory.sentence])
     page.heading("Side by side")
     page.table(TABLE_HEADERS, table_rows(comparison))

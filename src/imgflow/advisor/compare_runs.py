@@ -44,7 +44,14 @@ STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
 class ComparisonInterrupted(ImgflowError):
-    """Raised when SIGINT or SIGTERM stops a comparison between or during runs."""
+    """Raised when SIGINT or SIGTERM stops a comparison between or during runs.
+
+    `measurements` contains the runs that finished before the stop.
+    """
+
+    def __init__(self, message: str, measurements: Sequence[Measurement] = ()) -> None:
+        super().__init__(message)
+        self.measurements = list(measurements)
 
 
 class RunLost(ImgflowError):
@@ -362,5 +369,5 @@ def run_rounds(
                 f"stopped during run {position} of {total}, {running.label}. "
                 "That run was abandoned and its scratch output removed."
             )
-        raise ComparisonInterrupted(message) from None
+        raise ComparisonInterrupted(message, measurements) from None
     return measurements

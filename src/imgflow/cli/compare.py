@@ -12,6 +12,7 @@ import click
 from rich.table import Table
 
 from imgflow.advisor.compare import (
+    INTERRUPTED_NOTE,
     TABLE_HEADERS,
     Comparison,
     ComparisonInterrupted,
@@ -167,9 +168,13 @@ def compare(
         stdout.print(_table(comparison))
         stdout.print(comparison.speed.sentence, highlight=False)
         stdout.print(comparison.memory.sentence, highlight=False)
+        if comparison.interrupted:
+            stdout.print(INTERRUPTED_NOTE, highlight=False)
         if verbose:
             for note in method_notes(rounds):
                 stdout.print(f"- {note}", highlight=False)
+    if comparison.interrupted:
+        sys.exit(ExitCode.INTERRUPTED)
     not_done = unfinished_images([run for row in comparison.rows for run in row.runs])
     if not_done:
         stderr.print(
@@ -191,7 +196,12 @@ def _compare(
     scratch: Path,
     quiet: bool,
 ) -> Comparison:
-    """Measure every setup and write the requested files, or exit with an error."""
+    """Measure every setup and write the requested files, or exit with an error.
+
+    A stop signal ends the measuring. The runs finished by then still make
+    a comparison, marked as interrupted, and the command exits with 130 if
+    there are none.
+    """
     try:
         config = load_config(config_path)
         for option, path in (("--html", html_path), ("--json", json_path)):
@@ -208,6 +218,7 @@ def _compare(
             f"{plural(len(sources), 'file')}, {plural(rounds, 'round')}...",
             highlight=False,
         )
+    interrupted = False
     try:
         measurements = run_rounds(
             setups,
@@ -220,7 +231,9 @@ def _compare(
         )
     except ComparisonInterrupted as exc:
         stderr.print(f"[yellow]interrupted:[/yellow] {exc}", highlight=False)
-        sys.exit(ExitCode.INTERRUPTED)
+        if not exc.measurements:
+            sys.exit(ExitCode.INTERRUPTED)
+        measurements, interrupted = exc.measurements, True
     except RunLost as exc:
         stderr.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(ExitCode.SOME_IMAGES_NOT_DONE)
@@ -229,6 +242,7 @@ def _compare(
         rounds=rounds,
         files=len(sources),
         config_sha256=config.digest(),
+        interrupted=interrupted,
     )
     try:
         if json_path is not None:
