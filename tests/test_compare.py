@@ -332,6 +332,19 @@ def test_run_rounds_interleaves_and_cleans(
     assert list(tmp_path.iterdir()) == []
 
 
+def _interrupted_rounds(scratch: Path) -> ComparisonInterrupted:
+    """Run sequential and parallel once each, expecting the stop to end it."""
+    with pytest.raises(ComparisonInterrupted) as caught:
+        run_rounds(
+            plan_setups(["sequential", "parallel"], [1]),
+            [],
+            PipelineConfig(),
+            scratch,
+            inputs=[],
+        )
+    return caught.value
+
+
 def test_run_rounds_interrupt_cleans(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -343,19 +356,12 @@ def test_run_rounds_interrupt_cleans(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(compare_runs, "measure", interrupted_measure)
-    with pytest.raises(ComparisonInterrupted) as caught:
-        run_rounds(
-            plan_setups(["sequential", "parallel"], [1]),
-            [],
-            PipelineConfig(),
-            tmp_path,
-            inputs=[],
-        )
-    message = str(caught.value)
+    caught = _interrupted_rounds(tmp_path)
+    message = str(caught)
     assert message.startswith("stopped during run 1 of 2, sequential with 1 worker.")
     assert message.endswith("That run was abandoned and its scratch output removed.")
     assert list(tmp_path.iterdir()) == []
-    assert caught.value.measurements == []
+    assert caught.measurements == []
 
 
 def test_run_rounds_interrupt_keeps_finished(
@@ -370,15 +376,8 @@ def test_run_rounds_interrupt_keeps_finished(
         return finished
 
     monkeypatch.setattr(compare_runs, "measure", second_run_interrupted)
-    with pytest.raises(ComparisonInterrupted) as caught:
-        run_rounds(
-            plan_setups(["sequential", "parallel"], [1]),
-            [],
-            PipelineConfig(),
-            tmp_path,
-            inputs=[],
-        )
-    assert caught.value.measurements == [finished]
+    caught = _interrupted_rounds(tmp_path)
+    assert caught.measurements == [finished]
 
 
 def _unwritable_targets(tmp_path: Path) -> list[tuple[Path, str]]:
