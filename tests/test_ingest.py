@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from imgflow.stages.ingest import Filters, IngestIssue, iter_inputs
 
 
@@ -56,6 +58,34 @@ def test_missing_input_reported(tmp_path: Path) -> None:
     """A path that does not exist becomes an issue, not an exception."""
     found = list(iter_inputs([str(tmp_path / "nope.jpg")]))
     assert found == [IngestIssue(str(tmp_path / "nope.jpg"), "input not found")]
+
+
+def test_name_too_long_reported(tmp_path: Path) -> None:
+    """A name the system cannot look up becomes an issue; the rest still come."""
+    _tree(tmp_path)
+    long_name = str(tmp_path / ("a" * 300 + ".jpg"))
+    found = list(iter_inputs([long_name, str(tmp_path / "a.jpg")]))
+    assert found[0] == IngestIssue(long_name, "cannot read input: File name too long")
+    assert _names(found) == ["a.jpg"]
+
+
+def test_unsearchable_folder_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file in a folder that may not be searched becomes an issue."""
+    _tree(tmp_path)
+    blocked = tmp_path / "sub" / "c.jpg"
+    real_is_dir = Path.is_dir
+
+    def is_dir(path: Path) -> bool:
+        if path == blocked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_is_dir(path)
+
+    monkeypatch.setattr(Path, "is_dir", is_dir)
+    found = list(iter_inputs([str(blocked), str(tmp_path / "b.png")]))
+    assert found[0] == IngestIssue(str(blocked), "cannot read input: Permission denied")
+    assert _names(found) == ["b.png"]
 
 
 def test_list_file_and_duplicates(tmp_path: Path) -> None:

@@ -179,7 +179,10 @@ def collect_sources(request: RunRequest) -> tuple[list[Source], list[IngestIssue
     )
     for item in found:
         if isinstance(item, IngestIssue):
-            log.warning("skipped %s: %s", item.path, item.message)
+            if item.path != "-":
+                # Reports give every path in full, as they do each source.
+                item = replace(item, path=os.path.abspath(item.path))
+            log.warning("input not read: %s: %s", item.path, item.message)
             issues.append(item)
         else:
             sources.append(_source(len(sources), os.path.abspath(item)))

@@ -105,7 +105,7 @@ def _problems_table(summary: RunSummary) -> Table | None:
     from rich.table import Table
 
     table = Table(
-        title="Rejected, failed and skipped inputs",
+        title="Rejected, failed and unread inputs",
         show_header=True,
         title_justify="left",
     )
@@ -121,7 +121,7 @@ def _problems_table(summary: RunSummary) -> Table | None:
         )
     for issue in summary.issues[: max(0, MAX_LISTED_PROBLEMS - len(problems))]:
         table.add_row(
-            plain_cell(issue.path), "skipped", "ingest", "", plain_cell(issue.message)
+            plain_cell(issue.path), "not read", "ingest", "", plain_cell(issue.message)
         )
     hidden = len(problems) + len(summary.issues) - MAX_LISTED_PROBLEMS
     if hidden > 0:
@@ -292,8 +292,8 @@ def run(
     """Process images from INPUTS (folders, files, or '-' for a list on stdin).
 
     Exit status: 0 when every image was processed, 1 when some were rejected,
-    failed, skipped as unreadable or not processed after a stop, 2 for a usage
-    or configuration error.
+    failed, not read (a missing or unreadable input) or not processed after a
+    stop, 2 for a usage or configuration error.
     """
     setup_logging(verbose, quiet, log_format)
     stop = _SignalStop()

@@ -75,7 +75,7 @@ def _walk(
             return
         identity = (info.st_dev, info.st_ino)
         if identity in seen:
-            yield IngestIssue(str(folder), "symlink loop or repeated folder; skipped")
+            yield IngestIssue(str(folder), "symlink loop or repeated folder")
             return
         if folder.resolve() in skip:
             log.info("not reading %s: it is the output folder", folder)
@@ -137,9 +137,16 @@ def iter_inputs(
     skip = frozenset(folder.resolve() for folder in skip_folders)
 
     def expand(item: Path) -> Iterator[Path | IngestIssue]:
-        if item.is_dir():
+        try:
+            is_dir = item.is_dir()
+            present = is_dir or item.exists() or item.is_symlink()
+        except OSError as exc:
+            # A name too long, or a folder on the way that may not be searched.
+            yield IngestIssue(str(item), f"cannot read input: {exc.strerror or exc}")
+            return
+        if is_dir:
             yield from _walk(item, filters, skip)
-        elif item.exists() or item.is_symlink():
+        elif present:
             yield item
         else:
             yield IngestIssue(str(item), "input not found")
