@@ -463,5 +463,11 @@ def test_json_logs_print_no_table(photos: Path, tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode in (0, 1), result.stderr
-    for line in (result.stdout + result.stderr).splitlines():
-        json.loads(line)
+    records = [
+        json.loads(line) for line in (result.stdout + result.stderr).splitlines()
+    ]
+    # Without -v too, each image and the run's counts have their records.
+    events = [record.get("event") for record in records]
+    assert events.count("image") == len(list(photos.iterdir()))
+    assert events[-1] == "run_finished"
+    assert "done" in records[-1]

@@ -268,11 +268,13 @@ def configure_logging(
     """Install the handler for this process and remember it for workers.
 
     `verbosity` 0 logs warnings, 1 info (one line per image), 2 debug;
-    `quiet` logs errors only. Text goes through `console` (a Rich console)
-    when given; JSON is one object per line on `stream` (stderr).
+    `quiet` logs errors only. JSON logs start at info, because they replace
+    the summary table and the list of problems that text output prints.
+    Text goes through `console` (a Rich console) when given; JSON is one
+    object per line on `stream` (stderr).
     """
     global _settings
-    level = logging.WARNING
+    level = logging.INFO if log_format == "json" else logging.WARNING
     if quiet:
         level = logging.ERROR
     elif verbosity == 1:
