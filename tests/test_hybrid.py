@@ -10,9 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+import pyvips
 from PIL import Image, ImageCms
 
 from conftest import jpeg_bytes, quadrant_pixels
+from imgflow import samples
 from imgflow.config import parse_config
 from imgflow.errors import Rejected
 from imgflow.executors.base import RunControl
@@ -340,24 +342,67 @@ def test_damaged_scans_same_status_as_sequential(tmp_path: Path) -> None:
     for name, data in _damaged_jpegs().items():
         (folder / name).write_bytes(data)
     outcomes = {}
-    for mode in ("sequential", "hybrid"):
+    for mode, engine in (
+        ("sequential", "vips"),
+        ("hybrid", "vips"),
+        ("hybrid", "pillow"),
+    ):
         request = RunRequest(
             inputs=[str(folder)],
-            out_dir=tmp_path / mode,
+            out_dir=tmp_path / f"{mode}-{engine}",
             config=CONFIG,
             mode=mode,
             workers=2,
+            small_engine=engine,
         )
         sources, issues = collect_sources(request)
         summary = execute(request, sources, issues)
-        outcomes[mode] = {
+        outcomes[mode, engine] = {
             Path(r.source.path).name: (r.status.value, r.reason)
             for r in summary.results
         }
-    assert outcomes["hybrid"] == outcomes["sequential"]
-    assert outcomes["hybrid"]["intact.jpg"] == ("done", None)
+    expected = outcomes["sequential", "vips"]
+    assert outcomes["hybrid", "vips"] == expected
+    assert outcomes["hybrid", "pillow"] == expected
+    assert expected["intact.jpg"] == ("done", None)
     for name in ("inverted.jpg", "zeroed.jpg", "cut.jpg"):
-        assert outcomes["hybrid"][name][0] == "rejected", name
+        assert expected[name][0] == "rejected", name
+
+
+def _zeroed_scan_noticed_at_full_scale(photo: bytes) -> bytes:
+    """Zero 300 bytes of the scan where libjpeg warns only at full scale."""
+    scan = photo.index(b"\xff\xda")
+    for start in range((scan + len(photo)) // 2, len(photo) - 400, 997):
+        damaged = photo[:start] + bytes(300) + photo[start + 300 :]
+        try:
+            pyvips.Image.jpegload_buffer(damaged, fail_on="warning").copy_memory()
+        except pyvips.Error:
+            return damaged
+    raise AssertionError("no run of zeros in the scan made libjpeg warn")
+
+
+def test_pillow_engine_rejects_damage_full_decode_notices(tmp_path: Path) -> None:
+    """The Pillow engine rejects scan damage that a scaled decode misses."""
+    folder = tmp_path / "in"
+    (photo,) = samples.generate(tmp_path / "photo", 1, megapixels=0.3, seed=0)
+    folder.mkdir()
+    (folder / "zeroed.jpg").write_bytes(
+        _zeroed_scan_noticed_at_full_scale(photo.read_bytes())
+    )
+    # The default variants keep this photo's full size, which libvips then
+    # decodes at full scale: with a thumbnail alone it would shrink on load.
+    request = RunRequest(
+        inputs=[str(folder)],
+        out_dir=tmp_path / "out",
+        config=parse_config({}),
+        mode="hybrid",
+        workers=2,
+        small_engine="pillow",
+    )
+    sources, issues = collect_sources(request)
+    (result,) = execute(request, sources, issues).results
+    assert result.status.value == "rejected", result.message
+    assert result.variants == []
 
 
 def test_stop_leaves_waiting_batches(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from imgflow.stages.validate import header_of, sniff_format
 # faster below about 0.46 MP: 1.2x faster at 0.3 MP, on a par at 0.5 MP and
 # 1.5x slower at 1 MP. The limit keeps 800 x 600 photos on the fast path.
 # NOTE: that was before the fast path checked each scan with libvips (about
-# 1.6 ms for 0.3 MP), and with the check libvips is ahead at every size. By
+# 2.4 ms for 0.3 MP), and with the check libvips is ahead at every size. By
 # default libvips now renders both classes, and the limit only decides which
 # photos are batched and share the worker kept for small ones. That choice
 # has not been measured on its own.
