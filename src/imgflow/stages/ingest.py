@@ -63,7 +63,8 @@ def _walk(
     """Yield files under `root` in path order, following each folder once.
 
     Folders are visited where they sort, so the order matches a sorted list
-    of relative paths; symlinked folders are followed unless already seen.
+    of relative paths. Symlinked folders are followed unless already seen,
+    so a symlink loop ends at the folder it leads back to.
     """
     seen: set[tuple[int, int]] = set()
 
@@ -75,7 +76,8 @@ def _walk(
             return
         identity = (info.st_dev, info.st_ino)
         if identity in seen:
-            yield IngestIssue(str(folder), "symlink loop or repeated folder")
+            # Its files were listed the first time, so nothing is missed.
+            log.info("not reading %s again: symlink loop or repeated folder", folder)
             return
         if folder.resolve() in skip:
             log.info("not reading %s: it is the output folder", folder)
