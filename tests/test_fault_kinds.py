@@ -926,7 +926,23 @@ def test_malformed_exif_warns(
     assert any("exif" in warning.lower() for warning in result.warnings), (
         result.warnings
     )
+    # Each fault is named once, without the stray spaces Pillow leaves.
+    assert len(set(result.warnings)) == len(result.warnings)
+    assert all(warning == " ".join(warning.split()) for warning in result.warnings)
     assert_upright_quadrants(open_variant(tmp_path / "out", result, "thumb"))
+
+
+def test_file_pillow_cannot_open_warns_plainly(
+    write_file: WriteFile, process: Process
+) -> None:
+    """A Lab TIFF, which Pillow cannot open, is done with a plain warning."""
+    data = pyvips.Image.black(16, 12, bands=3).colourspace("lab").tiffsave_buffer()
+    result = process(write_file("lab.tif", data))
+    assert result.status is Status.DONE, result.message
+    assert result.warnings == [
+        "header: Pillow cannot open this file, so its EXIF, IPTC, XMP and colour "
+        "profile fields were not read"
+    ]
 
 
 # --- GPS and kept EXIF ------------------------------------------------------------

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from PIL import Image, IptcImagePlugin
+from PIL import Image, IptcImagePlugin, UnidentifiedImageError
 
 from imgflow.config import OutputConfig
 from imgflow.records import Header
@@ -145,6 +145,13 @@ class _Collector:
     def read(self, label: str, reader: Callable[[], Any]) -> Any:
         try:
             return reader()
+        except UnidentifiedImageError:
+            # libvips decodes some files Pillow cannot open (float or Lab TIFF).
+            self.warnings.append(
+                f"{label}: Pillow cannot open this file, so its EXIF, IPTC, XMP "
+                "and colour profile fields were not read"
+            )
+            return None
         except Exception as exc:  # noqa: BLE001 - any parser fault is a warning
             # Pillow names the in-memory file by its address, which changes
             # from run to run; the sidecars must not.
@@ -282,7 +289,9 @@ def read_metadata(
         warnings.simplefilter("always")
         _read_fields(data, metadata, collect)
     collect.warnings.extend(str(warning.message) for warning in caught)
-    return metadata, collect.warnings
+    # Pillow can warn twice about one fault, with stray spaces in the text.
+    tidied = (" ".join(warning.split()) for warning in collect.warnings)
+    return metadata, list(dict.fromkeys(warning for warning in tidied if warning))
 
 
 def _read_fields(data: bytes, metadata: dict[str, Any], collect: _Collector) -> None:
