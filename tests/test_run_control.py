@@ -258,3 +258,20 @@ def test_interrupt_after_abandon_propagates(tmp_path: Path) -> None:
             row[0] for row in connection.execute("SELECT status FROM images")
         )
     assert states == ["done", "pending", "pending"]
+
+
+def test_auto_reason_names_workers_started(tmp_path: Path) -> None:
+    """The reason gives the workers the run starts, not the larger request."""
+    _write_jpegs(tmp_path / "in", 6, (1600, 1200))
+    request = RunRequest(
+        inputs=[str(tmp_path / "in")],
+        out_dir=tmp_path / "out",
+        config=PipelineConfig(),
+        mode="auto",
+        workers=64,
+    )
+    sources, issues = collect_sources(request)
+    summary = execute(request, sources, issues)
+    assert summary.workers == 6
+    assert summary.mode_reason is not None
+    assert "on 6 worker processes" in summary.mode_reason

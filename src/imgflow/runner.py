@@ -322,20 +322,20 @@ def execute(
             log.info(
                 "%d images already finished with this config; skipped", len(skipped)
             )
+    workers = request.workers
+    if sources:
+        # More workers than images would only add start-up time.
+        workers = min(workers or default_workers(), len(sources))
     mode, mode_reason = request.mode, None
     if mode == "auto":
         choice = choose_mode(
             sources,
             request.config,
-            request.workers or default_workers(),
+            workers or default_workers(),
             time_limit=request.time_limit,
         )
         mode, mode_reason = choice.mode, choice.reason
         log.info("mode %s chosen: %s", mode, mode_reason)
-    workers = request.workers
-    if sources:
-        # More workers than images would only add start-up time.
-        workers = min(workers or default_workers(), len(sources))
     executor = make_executor(
         mode,
         workers,
