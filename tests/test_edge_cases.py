@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -297,4 +300,23 @@ def test_damaged_catalog_is_usage_error(tmp_path: Path, damage: str) -> None:
         result = CliRunner().invoke(main, [*command, "--out", str(out)])
         assert result.exit_code == 2, result.output
         assert "cannot be opened" in result.output
+        assert "move it away" in result.output
         assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_catalog_write_limit_names_the_cause(tmp_path: Path) -> None:
+    """A catalog that cannot be written points at space and limits, not backups."""
+    folder = tmp_path / "in"
+    _photo(folder / "a.jpg")
+
+    def limit_file_size() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50 * 1024, 50 * 1024))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "imgflow", "run", str(folder), "--out",
+         str(tmp_path / "out"), "-q"],
+        capture_output=True, text=True, timeout=120, preexec_fn=limit_file_size,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "file size limit" in result.stderr
+    assert "backup" not in result.stderr

@@ -89,6 +89,11 @@ FINAL_STATES = (DONE, REJECTED)
 _STATE_OF = {Status.DONE: DONE, Status.REJECTED: REJECTED, Status.FAILED: DEAD}
 
 
+# SQLite's names for a file that is not a sound database. Other errors at
+# open (a full disk, a file size limit, a read-only folder) leave it intact.
+_DAMAGED = {"SQLITE_NOTADB", "SQLITE_CORRUPT"}
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -115,9 +120,15 @@ class SQLiteCatalog:
             self._add_missing_columns()
         except sqlite3.DatabaseError as exc:
             self.connection.close()
+            if getattr(exc, "sqlite_errorname", "") in _DAMAGED:
+                raise UsageError(
+                    f"the catalog {path} cannot be opened ({exc}); move it away "
+                    "to start a new catalog, or restore it from a backup"
+                ) from None
             raise UsageError(
-                f"the catalog {path} cannot be opened ({exc}); move it away to "
-                "start a new catalog, or restore it from a backup"
+                f"the catalog {path} cannot be opened ({exc}); check the free "
+                f"space, the file size limit (ulimit -f) and the permissions of "
+                f"{path.parent}"
             ) from None
         self.commit_every = commit_every
         self.commit_seconds = commit_seconds
