@@ -90,13 +90,19 @@ def process(tmp_path: Path) -> Callable[..., ImageResult]:
     return run
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @contextlib.contextmanager
 def imgflow_process(
-    *args: str, env: dict[str, str] | None = None
+    *args: str, env: dict[str, str] | None = None, sigint_ignored: bool = False
 ) -> Iterator[subprocess.Popen[str]]:
     """Run `python -m imgflow ARGS` for the block, with stderr as a text pipe.
 
-    A process still running when the block ends is killed.
+    With `sigint_ignored`, the process starts with SIGINT ignored, as a
+    shell without job control starts a background command. A process
+    still running when the block ends is killed.
     """
     process = subprocess.Popen(
         [sys.executable, "-m", "imgflow", *args],
@@ -104,6 +110,7 @@ def imgflow_process(
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=_ignore_sigint if sigint_ignored else None,
     )
     try:
         yield process

@@ -522,8 +522,14 @@ def _measuring_children(pid: int) -> list[psutil.Process]:
     return children
 
 
-def test_compare_sigint_names_abandoned_setup(tmp_path: Path) -> None:
-    """Ctrl-C during a run names that setup, not the child's run id, and exits 130."""
+@pytest.mark.parametrize("sigint_ignored", [False, True])
+def test_compare_sigint_names_abandoned_setup(
+    tmp_path: Path, sigint_ignored: bool
+) -> None:
+    """Ctrl-C during a run names that setup, not the child's run id, and exits 130.
+
+    It does so also when the command started with SIGINT ignored.
+    """
     folder = tmp_path / "sample"
     folder.mkdir()
     photo = jpeg_bytes(Image.fromarray(quadrant_pixels(1600, 1200)))
@@ -537,7 +543,7 @@ def test_compare_sigint_names_abandoned_setup(tmp_path: Path) -> None:
     with imgflow_process(
         "compare", str(folder), "--modes", "sequential,parallel", "--workers", "1",
         "--json", str(partial),
-        env={**os.environ, "TMPDIR": str(scratch)},
+        env={**os.environ, "TMPDIR": str(scratch)}, sigint_ignored=sigint_ignored,
     ) as process:  # fmt: skip
         assert process.stderr is not None
         for line in process.stderr:

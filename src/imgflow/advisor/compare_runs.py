@@ -303,17 +303,24 @@ def measure(
 
 
 @contextlib.contextmanager
-def _interrupt_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt, as SIGINT already is, in the main thread."""
+def _interrupt_on_stop_signals() -> Iterator[None]:
+    """Turn SIGINT and SIGTERM into KeyboardInterrupt in the main thread.
+
+    Python leaves SIGINT ignored when the process started with it ignored,
+    as a shell without job control starts a background command. `run`
+    honours SIGINT then too, so the comparison does the same.
+    """
     try:
-        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     except ValueError:  # Not the main thread: signals cannot be handled here.
         yield
         return
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def run_rounds(
@@ -339,7 +346,7 @@ def run_rounds(
     position = 0
     running: Setup | None = None
     try:
-        with _interrupt_on_sigterm():
+        with _interrupt_on_stop_signals():
             for round_index in range(rounds):
                 for setup in round_order(setups, round_index):
                     position += 1
