@@ -654,11 +654,28 @@ def webp_claiming(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+def webp_canvas_claiming(width: int, height: int) -> bytes:
+    """A small extended WebP whose VP8X chunk claims a canvas of width x height."""
+    data = bytearray(encode(Image.new("RGBA", (16, 16), (255, 0, 0, 128)), "WEBP"))
+    assert data[12:16] == b"VP8X"
+    # VP8X payload: flags (4 bytes), canvas width - 1 and height - 1 (3 each).
+    data[24:27] = (width - 1).to_bytes(3, "little")
+    data[27:30] = (height - 1).to_bytes(3, "little")
+    return bytes(data)
+
+
 HEADER_BOMBS: dict[str, tuple[str, Callable[[], bytes], str]] = {
     "png-ihdr": (".png", lambda: png_claiming(20000, 20000), "20000x20000"),
     "jpeg-sof": (".jpg", lambda: jpeg_claiming(60000, 60000), "60000x60000"),
     "tiff-ifd": (".tif", lambda: tiff_claiming(60000, 60000), "60000x60000"),
     "webp-vp8l": (".webp", lambda: webp_claiming(16383, 16383), "16383x16383"),
+    # libwebp refuses a canvas over 16383 a side before libvips sees its size.
+    "webp-vp8x": (".webp", lambda: webp_canvas_claiming(16384, 16384), "16384x16384"),
+    "webp-vp8x-max": (
+        ".webp",
+        lambda: webp_canvas_claiming(2**24, 2**24),
+        "16777216x16777216",
+    ),
 }
 
 

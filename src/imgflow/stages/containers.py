@@ -1,5 +1,5 @@
-"""Container walks: where a GIF or TIFF file's structure ends early, and
-what is wrong with a PNG's chunks.
+"""Container walks: where a GIF or TIFF file's structure ends early, what
+is wrong with a PNG's chunks, and the canvas a WebP file declares.
 
 Each walk reads the file's blocks or directories as bytes and decodes no
 pixels, so a cut file is found in well under a millisecond for most files.
@@ -391,4 +391,31 @@ def png_problem(data: bytes) -> str | None:
         position = end
     if not seen_data:
         return "no IDAT chunk, so the file contains no image data"
+    return None
+
+
+def webp_canvas_size(data: bytes) -> tuple[int, int] | None:
+    """Return the width and height a WebP file's first chunk declares.
+
+    libwebp refuses a canvas over 16,383 pixels a side before libvips can
+    report its size, so a bomb would otherwise look like a damaged file.
+    Reads the VP8X canvas, or the frame header of a simple lossy (VP8) or
+    lossless (VP8L) file. Returns None when the chunk is too short or
+    unknown.
+    """
+    if len(data) < 30 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return None
+    kind, payload = data[12:16], data[20:30]
+    if kind == b"VP8X":
+        width = 1 + int.from_bytes(payload[4:7], "little")
+        height = 1 + int.from_bytes(payload[7:10], "little")
+        return width, height
+    if kind == b"VP8L" and payload[0] == 0x2F:
+        bits = int.from_bytes(payload[1:5], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if kind == b"VP8 " and payload[3:6] == b"\x9d\x01\x2a":
+        # The top two bits of each 16-bit field are an upscaling hint.
+        width = int.from_bytes(payload[6:8], "little") & 0x3FFF
+        height = int.from_bytes(payload[8:10], "little") & 0x3FFF
+        return width, height
     return None

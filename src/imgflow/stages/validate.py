@@ -22,6 +22,7 @@ from imgflow.stages.containers import (
     gif_truncation,
     png_problem,
     tiff_truncation,
+    webp_canvas_size,
 )
 
 STAGE = "validate"
@@ -359,6 +360,8 @@ def validate(data: bytes, config: ValidateConfig) -> Header:
 
     if fmt == "gif":
         _check_pixels(*gif_frame_extent(data), config)
+    if fmt == "webp" and (canvas := webp_canvas_size(data)) is not None:
+        _check_pixels(*canvas, config)
     if fmt in _END_CHECKED_FORMATS:
         # libvips raises no error for many of these cuts. A PNG or WebP
         # decoder stops at the last pixel row and never reads the lost end,
