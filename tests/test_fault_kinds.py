@@ -280,6 +280,13 @@ TRUNCATION_SOURCES: dict[str, tuple[str, Callable[[], bytes]]] = {
     "gif": (".gif", lambda: encode(noise_image().convert("P"), "GIF")),
     "webp": (".webp", lambda: encode(noise_image(), "WEBP", quality=80)),
     "webp-lossless": (".webp", lambda: encode(noise_image(), "WEBP", lossless=True)),
+    # AVIF has no end marker: libheif finds its boxes pointing past the end.
+    "avif": (
+        ".avif",
+        lambda: pyvips.Image.new_from_memory(
+            noise_image().tobytes(), *noise_image().size, 3, "uchar"
+        ).heifsave_buffer(compression="av1"),
+    ),
 }
 
 CUTS: dict[str, Callable[[int], int]] = {
@@ -1200,6 +1207,9 @@ def test_heic_processed(
         ("tiff2vips: ZLib error\ntiff2vips: read error\n", ["tiff2vips: ZLib error"]),
         ("a: x\na: x\nb: y\n", ["a: x", "b: y"]),
         ("jpegload_buffer: load error\n", ["jpegload_buffer: load error"]),
+        # A loader's failed seeks are noise; libheif's code joins its message.
+        ("source: bad seek to 1024\nheif: Unexpected end of file\n (2.100)\n",
+         ["heif: Unexpected end of file (2.100)"]),
     ],
 )  # fmt: skip
 def test_error_lines_skip_wrappers(detail: str, expected: list[str]) -> None:

@@ -194,9 +194,19 @@ def truncation_message(fmt: str, data: bytes) -> str | None:
     return None
 
 
-def undecodable_reason(fmt: str, data: bytes) -> Reason:
-    """Choose between TRUNCATED and CORRUPT for data that failed to decode."""
+# libheif's words when a box points past the end of the file.
+_HEIF_CUT = re.compile(r"Unexpected end of file|Cannot read full", re.I)
+
+
+def undecodable_reason(fmt: str, data: bytes, detail: str = "") -> Reason:
+    """Choose between TRUNCATED and CORRUPT for data that failed to decode.
+
+    HEIF and AVIF files have no end marker, so their decoder's `detail`
+    tells a cut file.
+    """
     if truncation_message(fmt, data) is not None:
+        return Reason.TRUNCATED
+    if fmt in ("avif", "heic") and _HEIF_CUT.search(detail):
         return Reason.TRUNCATED
     return Reason.CORRUPT
 
@@ -210,6 +220,10 @@ def decode_failure(fmt: str, data: bytes, detail: str, *, stage: str) -> Rejecte
     message = truncation_message(fmt, data)
     if message is not None:
         return Rejected(Reason.TRUNCATED, message, stage=stage)
+    if undecodable_reason(fmt, data, detail) is Reason.TRUNCATED:
+        return Rejected(
+            Reason.TRUNCATED, f"{fmt} data ends early: {detail}", stage=stage
+        )
     return Rejected(
         Reason.CORRUPT,
         f"{fmt} decode failed: {_structure_problem(fmt, data) or detail}",
@@ -252,10 +266,14 @@ def _raw_profile_orientation(image: pyvips.Image) -> int | None:
 
 
 # Lines libvips adds after a decoder's own message. They name no fault, and
-# whether they come at all depends on the threads a process runs.
+# whether they come at all depends on the threads a process runs. A loader
+# that probes past the end of its data logs a failed seek first.
 _WRAPPER_LINE = re.compile(
-    r": (load error|read error|unable to call \w+|unable to copy to memory)$"
+    r": (load error|read error|unable to call \w+|unable to copy to memory"
+    r"|bad seek to \d+)$"
 )
+# libheif puts its error code, such as (2.100), on a line of its own.
+_ERROR_CODE_LINE = re.compile(r"^\(\d+\.\d+\)$")
 
 
 def error_lines(exc: pyvips.Error) -> list[str]:
@@ -263,8 +281,14 @@ def error_lines(exc: pyvips.Error) -> list[str]:
 
     When every line is one of libvips' own wrappers, those are returned.
     """
-    lines = [line.strip() for line in (exc.detail or "").splitlines()]
-    distinct = list(dict.fromkeys(line for line in lines if line))
+    lines: list[str] = []
+    for line in (exc.detail or "").splitlines():
+        line = line.strip()
+        if lines and _ERROR_CODE_LINE.match(line):
+            lines[-1] = f"{lines[-1]} {line}"
+        elif line:
+            lines.append(line)
+    distinct = list(dict.fromkeys(lines))
     specific = [line for line in distinct if not _WRAPPER_LINE.search(line)]
     return specific or distinct or [exc.message]
 
@@ -286,8 +310,8 @@ def read_header(data: bytes, fmt: str) -> Header:
             memory_source(data), "", access="sequential"
         )
     except pyvips.Error as exc:
-        reason = undecodable_reason(fmt, data)
         detail = _structure_problem(fmt, data) or error_lines(exc)[-1]
+        reason = undecodable_reason(fmt, data, detail)
         raise Rejected(
             reason, f"{fmt} header could not be parsed: {detail}", stage=STAGE
         ) from None
