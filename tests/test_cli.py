@@ -471,3 +471,26 @@ def test_json_logs_print_no_table(photos: Path, tmp_path: Path) -> None:
     assert events.count("image") == len(list(photos.iterdir()))
     assert events[-1] == "run_finished"
     assert "done" in records[-1]
+
+
+def test_summary_lists_unprocessed_inputs(tmp_path: Path) -> None:
+    """After a stop, the summary names the inputs left and how to finish them."""
+    from rich.console import Console
+
+    from imgflow.cli import run as run_command
+    from imgflow.records import Source
+    from imgflow.runner import RunSummary
+
+    left = [Source(index, f"/photos/left{index}.jpg") for index in range(3)]
+    summary = RunSummary(
+        mode="parallel", workers=2, results=[], issues=[], seconds=1.0,
+        not_processed=left,
+    )  # fmt: skip
+    console = Console(record=True, width=200)
+    table = run_command._problems_table(summary)
+    assert table is not None
+    console.print(table)
+    text = console.export_text()
+    for source in left:
+        assert source.path in text
+    assert "not processed" in text

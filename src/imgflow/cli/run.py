@@ -100,12 +100,12 @@ def _summary_table(summary: RunSummary) -> Table:
 
 def _problems_table(summary: RunSummary) -> Table | None:
     problems = [r for r in summary.results if r.status is not Status.DONE]
-    if not problems and not summary.issues:
+    if not problems and not summary.issues and not summary.not_processed:
         return None
     from rich.table import Table
 
     table = Table(
-        title="Rejected, failed and unread inputs",
+        title="Rejected, failed, unread and unprocessed inputs",
         show_header=True,
         title_justify="left",
     )
@@ -119,11 +119,22 @@ def _problems_table(summary: RunSummary) -> Table | None:
             result.reason.value if result.reason else "",
             plain_cell(result.message or ""),
         )
-    for issue in summary.issues[: max(0, MAX_LISTED_PROBLEMS - len(problems))]:
+    room = max(0, MAX_LISTED_PROBLEMS - len(problems))
+    for issue in summary.issues[:room]:
         table.add_row(
             plain_cell(issue.path), "not read", "ingest", "", plain_cell(issue.message)
         )
-    hidden = len(problems) + len(summary.issues) - MAX_LISTED_PROBLEMS
+    room = max(0, room - len(summary.issues))
+    for source in summary.not_processed[:room]:
+        table.add_row(
+            plain_cell(source.text),
+            "not processed",
+            "",
+            "",
+            "stopped before it finished",
+        )
+    listed = len(problems) + len(summary.issues) + len(summary.not_processed)
+    hidden = listed - MAX_LISTED_PROBLEMS
     if hidden > 0:
         table.caption = f"and {hidden} more; --report FILE lists them all"
     return table
@@ -455,6 +466,12 @@ def print_summary(summary: RunSummary, out_dir: Path) -> None:
     problems = _problems_table(summary)
     if problems is not None:
         stdout.print(problems)
+    if summary.not_processed:
+        stdout.print(
+            f"{plural(len(summary.not_processed), 'image')} not processed: the same "
+            "command processes them, and skips the finished ones.",
+            highlight=False,
+        )
     stdout.print(f"Output: {out_dir.resolve()}", highlight=False)
 
 
