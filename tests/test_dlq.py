@@ -110,6 +110,17 @@ def test_retry_clears_queue(dead_run: tuple[Path, Path]) -> None:
     assert list((out / "thumb").glob("ioerror_once-*.jpg"))
 
 
+def test_retry_of_deleted_source_says_it_stays(dead_run: tuple[Path, Path]) -> None:
+    """A dead image whose file is gone stays queued; the retry says what to do."""
+    out, dead = dead_run
+    dead.unlink()
+    result = _cli("dlq", "retry", "--out", str(out), "--mode", "sequential")
+    assert result.exit_code == 1
+    assert "1 dead image could not be read" in " ".join(result.text.split())
+    assert "imgflow dlq purge" in result.text
+    assert str(dead) in _cli("dlq", "list", "--out", str(out), "--json").output
+
+
 def test_purge_removes_entry(dead_run: tuple[Path, Path]) -> None:
     """purge drops the dead image from the catalog."""
     out, dead = dead_run

@@ -172,6 +172,14 @@ def dlq_retry(
         sys.exit(ExitCode.USAGE)
     if not quiet:
         print_summary(summary, out_dir)
+        if issues:
+            # They were never run, so their entries keep the earlier failure.
+            stdout.print(
+                f"{plural(len(issues), 'dead image')} could not be read, so the "
+                "queue keeps the earlier failure. Retry once the files are back, "
+                f"or remove the entries with `imgflow dlq purge --out {out_dir}`.",
+                highlight=False,
+            )
     sys.exit(ExitCode.OK if summary.all_done else ExitCode.SOME_IMAGES_NOT_DONE)
 
 
