@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from imgflow.catalog import RunInfo, SQLiteCatalog
-from imgflow.catalog.sqlite import IN_PROGRESS, PENDING
+from imgflow.catalog.sqlite import IN_PROGRESS, PENDING, remedy
 from imgflow.config import PipelineConfig
 from imgflow.errors import Status
 from imgflow.executors import make_executor
@@ -315,9 +315,10 @@ def execute(
     catalog = SQLiteCatalog(layout.catalog)
     skipped: list[Skipped] = []
     if not request.redo:
-        sources, skipped = split_finished(
-            sources, catalog, config_sha256, request.out_dir
-        )
+        with catalog.errors_as_usage_errors("be read"):
+            sources, skipped = split_finished(
+                sources, catalog, config_sha256, request.out_dir
+            )
         if skipped:
             log.info(
                 "%d images already finished with this config; skipped", len(skipped)
@@ -346,16 +347,17 @@ def execute(
         else None,
         small_engine=request.small_engine,
     )
-    run_id = catalog.start_run(
-        RunInfo(
-            mode=executor.name,
-            workers=executor.workers,
-            config_sha256=config_sha256,
-            inputs=list(request.inputs),
-            config_json=request.config.to_json(),
+    with catalog.errors_as_usage_errors("start the run"):
+        run_id = catalog.start_run(
+            RunInfo(
+                mode=executor.name,
+                workers=executor.workers,
+                config_sha256=config_sha256,
+                inputs=list(request.inputs),
+                config_json=request.config.to_json(),
+            )
         )
-    )
-    catalog.mark(PENDING, sources)
+        catalog.mark(PENDING, sources)
     if metrics is not None:
         metrics.attach(control, len(sources))
     if on_start is not None:
@@ -478,13 +480,18 @@ def _record(
         catalog.mark(IN_PROGRESS, started)
         stale = catalog.record(run_id, result)
     except sqlite3.Error as exc:
-        message = f"catalog write failed: {exc}"
+        message = f"catalog write failed: {exc}; {remedy(catalog.path, exc)}"
         log.error("%s; no further images are started", message)
         control.request_stop()
         return message
     for relative in stale:
         path = layout.root / relative
-        path.unlink(missing_ok=True)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            # Something else took its name, a folder for one: keep it.
+            log.warning("cannot remove the earlier output %s: %s", path, exc.strerror)
+            continue
         with contextlib.suppress(OSError):
             # A variant dropped from the config leaves no empty folder behind.
             path.parent.rmdir()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -94,6 +96,16 @@ _STATE_OF = {Status.DONE: DONE, Status.REJECTED: REJECTED, Status.FAILED: DEAD}
 _DAMAGED = {"SQLITE_NOTADB", "SQLITE_CORRUPT"}
 
 
+def remedy(path: Path, exc: sqlite3.Error) -> str:
+    """Return what to do about a SQLite error on the catalog at `path`."""
+    if getattr(exc, "sqlite_errorname", "") in _DAMAGED:
+        return "move it away to start a new catalog, or restore it from a backup"
+    return (
+        "check the free space, the file size limit (ulimit -f) and the "
+        f"permissions of {path.parent}"
+    )
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -120,21 +132,26 @@ class SQLiteCatalog:
             self._add_missing_columns()
         except sqlite3.DatabaseError as exc:
             self.connection.close()
-            if getattr(exc, "sqlite_errorname", "") in _DAMAGED:
-                raise UsageError(
-                    f"the catalog {path} cannot be opened ({exc}); move it away "
-                    "to start a new catalog, or restore it from a backup"
-                ) from None
             raise UsageError(
-                f"the catalog {path} cannot be opened ({exc}); check the free "
-                f"space, the file size limit (ulimit -f) and the permissions of "
-                f"{path.parent}"
+                f"the catalog {path} cannot be opened ({exc}); {remedy(path, exc)}"
             ) from None
+        self.path = path
         self.commit_every = commit_every
         self.commit_seconds = commit_seconds
         self._uncommitted = 0
         self._last_commit = time.monotonic()
         self._config_sha256 = ""
+
+    @contextlib.contextmanager
+    def errors_as_usage_errors(self, action: str) -> Iterator[None]:
+        """Turn a SQLite error in the block into a UsageError that says what to do."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise UsageError(
+                f"the catalog {self.path} cannot {action} ({exc}); "
+                f"{remedy(self.path, exc)}"
+            ) from None
 
     def _add_missing_columns(self) -> None:
         """Bring a catalog written by an earlier version up to this schema."""
