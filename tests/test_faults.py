@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -71,14 +72,25 @@ def test_worker_crash_retried(mode: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", WORKER_MODELS)
-def test_always_crashing_image_dead(mode: str, tmp_path: Path) -> None:
+def test_always_crashing_image_dead(
+    mode: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """An image that kills its worker every time ends dead after three attempts."""
+    caplog.set_level(logging.INFO, logger="imgflow.runner")
     results, summary = _run(tmp_path, ["crash_always", "good_a"], mode)
     dead = results["crash_always"]
     assert dead.status is Status.FAILED
     assert dead.reason is Reason.WORKER_LOST
     assert dead.attempts == 3
     assert results["good_a"].status is Status.DONE
+    # A lost worker is unexpected, so its image's record is an error.
+    levels = {
+        record.source: record.levelno
+        for record in caplog.records
+        if getattr(record, "event", None) == "image"
+    }
+    assert levels[dead.source.text] == logging.ERROR
+    assert levels[results["good_a"].source.text] == logging.INFO
 
 
 @pytest.mark.parametrize("mode", ["parallel", "pipelined"])

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from imgflow.catalog import RunInfo, SQLiteCatalog
 from imgflow.catalog.sqlite import IN_PROGRESS, PENDING, remedy
 from imgflow.config import PipelineConfig
-from imgflow.errors import Status
+from imgflow.errors import Reason, Status
 from imgflow.executors import make_executor
 from imgflow.executors.auto import choose_mode
 from imgflow.executors.base import RetryPolicy, RunControl
@@ -533,8 +533,9 @@ def _remove_abandoned_outputs(
 def _log_outcome(result: ImageResult, run_id: int) -> None:
     """Log one line per image: INFO when done or rejected, WARNING when failed.
 
-    Unexpected errors were already logged at ERROR, with their traceback,
-    where they were caught.
+    An image whose worker was lost or ended by the time limit is logged at
+    ERROR. Unexpected errors were already logged at ERROR, with their
+    traceback, where they were caught.
     """
     fields = {
         "event": "image",
@@ -550,8 +551,14 @@ def _log_outcome(result: ImageResult, run_id: int) -> None:
     if result.status is Status.DONE:
         log.info("%s done in %.3f s", result.source.text, result.seconds, extra=fields)
         return
+    level = logging.INFO
+    if result.reason in (Reason.WORKER_LOST, Reason.TIMED_OUT):
+        # A worker was killed or died: nobody expected that.
+        level = logging.ERROR
+    elif result.status is Status.FAILED:
+        level = logging.WARNING
     log.log(
-        logging.WARNING if result.status is Status.FAILED else logging.INFO,
+        level,
         "%s %s at %s: %s (%s)",
         result.source.text,
         result.status.value,
