@@ -471,6 +471,23 @@ def test_json_logs_print_no_table(photos: Path, tmp_path: Path) -> None:
     assert events.count("image") == len(list(photos.iterdir()))
     assert events[-1] == "run_finished"
     assert "done" in records[-1]
+    assert records[-1]["not_read"] == 0
+
+
+def test_json_logs_name_unread_inputs(photos: Path, tmp_path: Path) -> None:
+    """An input that cannot be read has its own record and its count at the end."""
+    missing = tmp_path / "missing.jpg"
+    result = subprocess.run(
+        [sys.executable, "-m", "imgflow", "run", str(photos), str(missing), "--out",
+         str(tmp_path / "out"), "--log-format", "json"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    unread = [r for r in records if r.get("event") == "input_not_read"]
+    assert [r["source"] for r in unread] == [str(missing)]
+    assert records[-1]["event"] == "run_finished"
+    assert records[-1]["not_read"] == 1
 
 
 def test_summary_lists_unprocessed_inputs(tmp_path: Path) -> None:

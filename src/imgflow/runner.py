@@ -182,7 +182,12 @@ def collect_sources(request: RunRequest) -> tuple[list[Source], list[IngestIssue
             if item.path != "-":
                 # Reports give every path in full, as they do each source.
                 item = replace(item, path=os.path.abspath(item.path))
-            log.warning("input not read: %s: %s", item.path, item.message)
+            log.warning(
+                "input not read: %s: %s",
+                item.path,
+                item.message,
+                extra={"event": "input_not_read", "source": display_path(item.path)},
+            )
             issues.append(item)
         else:
             sources.append(_source(len(sources), os.path.abspath(item)))
@@ -453,6 +458,7 @@ def execute(
             "run_id": run_id,
             "seconds": round(seconds, 3),
             "not_processed": len(summary.not_processed),
+            "not_read": len(issues),
             **{
                 status: counts.get(status, 0)
                 for status in ("done", "rejected", "failed")
