@@ -58,6 +58,30 @@ def test_missing_input_reported(tmp_path: Path) -> None:
     assert found == [IngestIssue(str(tmp_path / "nope.jpg"), "input not found")]
 
 
+def test_overlapping_inputs_listed_once(tmp_path: Path) -> None:
+    """A file reached through two inputs, one a symlinked folder, comes once."""
+    _tree(tmp_path)
+    os.symlink(tmp_path / "sub", tmp_path / "link")
+    inputs = [
+        str(tmp_path / "sub"),
+        str(tmp_path / "link"),
+        str(tmp_path / "link" / "c.jpg"),
+    ]
+    found = list(iter_inputs(inputs))
+    assert [item for item in found if isinstance(item, IngestIssue)] == []
+    assert _names(found) == ["c.jpg", "d.jpg", "skip.tmp"]
+
+
+def test_nul_byte_in_list_file_reported(tmp_path: Path) -> None:
+    """A listed path with a NUL byte is named invalid, not missing."""
+    listing = tmp_path / "list.txt"
+    listing.write_text("bad\x00name.jpg\n")
+    found = list(iter_inputs([], list_files=[str(listing)]))
+    assert found == [
+        IngestIssue("bad\x00name.jpg", "invalid path: it contains a NUL byte")
+    ]
+
+
 def test_name_too_long_reported(tmp_path: Path) -> None:
     """A name the system cannot look up becomes an issue; the rest still come."""
     _tree(tmp_path)

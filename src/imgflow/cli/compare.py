@@ -232,6 +232,11 @@ def _compare(
     except ComparisonInterrupted as exc:
         stderr.print(f"[yellow]interrupted:[/yellow] {exc}", highlight=False)
         if not exc.measurements:
+            if json_path is not None or html_path is not None:
+                stderr.print(
+                    "No run finished, so no --json or --html file was written.",
+                    highlight=False,
+                )
             sys.exit(ExitCode.INTERRUPTED)
         measurements, interrupted = exc.measurements, True
     except RunLost as exc:

@@ -58,15 +58,20 @@ class Filters:
 
 
 def _walk(
-    root: Path, filters: Filters, skip: frozenset[Path] = frozenset()
+    root: Path,
+    filters: Filters,
+    skip: frozenset[Path] = frozenset(),
+    seen: set[tuple[int, int]] | None = None,
 ) -> Iterator[Path | IngestIssue]:
     """Yield files under `root` in path order, following each folder once.
 
     Folders are visited where they sort, so the order matches a sorted list
-    of relative paths. Symlinked folders are followed unless already seen,
-    so a symlink loop ends at the folder it leads back to.
+    of relative paths. Symlinked folders are followed unless already in
+    `seen` (device and inode), which the walks of one run share, so a
+    symlink loop ends at the folder it leads back to.
     """
-    seen: set[tuple[int, int]] = set()
+    if seen is None:
+        seen = set()
 
     def visit(folder: Path) -> Iterator[Path | IngestIssue]:
         try:
@@ -130,15 +135,20 @@ def iter_inputs(
     list_files: Iterable[str] = (),
     skip_folders: Iterable[Path] = (),
 ) -> Iterator[Path | IngestIssue]:
-    """Expand inputs into file paths, skipping a file named twice.
+    """Expand inputs into file paths, skipping a file or folder reached twice.
 
     Folders in `skip_folders` (the output folder) are never walked, so a
     run's own outputs are not read back as inputs.
     """
     emitted: set[str] = set()
+    folders_seen: set[tuple[int, int]] = set()
     skip = frozenset(folder.resolve() for folder in skip_folders)
 
     def expand(item: Path) -> Iterator[Path | IngestIssue]:
+        if "\x00" in str(item):
+            # No system call takes it, and Python would call it missing.
+            yield IngestIssue(str(item), "invalid path: it contains a NUL byte")
+            return
         try:
             is_dir = item.is_dir()
             present = is_dir or item.exists() or item.is_symlink()
@@ -147,7 +157,7 @@ def iter_inputs(
             yield IngestIssue(str(item), f"cannot read input: {exc.strerror or exc}")
             return
         if is_dir:
-            yield from _walk(item, filters, skip)
+            yield from _walk(item, filters, skip, folders_seen)
         elif present:
             yield item
         else:
@@ -171,7 +181,9 @@ def iter_inputs(
         if isinstance(found, IngestIssue):
             yield found
             continue
-        identity = os.path.abspath(found)
+        # A file reached again, by another input or through a symlinked
+        # folder, is the same image.
+        identity = os.path.realpath(found)
         if identity not in emitted:
             emitted.add(identity)
             yield found
