@@ -582,8 +582,10 @@ def test_compare_sigint_at_first_start(tmp_path: Path) -> None:
     scratch = tmp_path / "scratch"
     scratch.mkdir()
 
+    written = tmp_path / "compare.json"
+
     with imgflow_process(
-        "compare", str(folder), "--modes", "sequential",
+        "compare", str(folder), "--modes", "sequential", "--json", str(written),
         env={**os.environ, "TMPDIR": str(scratch)},
     ) as process:  # fmt: skip
         errors = interrupt(process, after_line="Comparing")
@@ -591,3 +593,5 @@ def test_compare_sigint_at_first_start(tmp_path: Path) -> None:
     assert process.returncode == 130, errors
     assert "Traceback" not in errors
     assert list(scratch.iterdir()) == []
+    assert "no --json or --html file was written" in errors
+    assert not written.exists()
