@@ -110,6 +110,27 @@ def test_unsearchable_folder_reported(
     assert _names(found) == ["b.png"]
 
 
+def test_unsearchable_entry_in_walk_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry of a listed folder that cannot be looked up becomes an issue."""
+    _tree(tmp_path)
+    real_is_dir = os.DirEntry.is_dir
+
+    def is_dir(entry: os.DirEntry, **kwargs: bool) -> bool:
+        if entry.name == "b.png":
+            raise PermissionError(13, "Permission denied", entry.path)
+        return real_is_dir(entry, **kwargs)
+
+    monkeypatch.setattr(os.DirEntry, "is_dir", is_dir, raising=False)
+    found = list(iter_inputs([str(tmp_path)]))
+    issues = [item for item in found if isinstance(item, IngestIssue)]
+    assert issues == [
+        IngestIssue(str(tmp_path / "b.png"), "cannot read input: Permission denied")
+    ]
+    assert "b.png" not in _names(found)
+
+
 def test_list_file_and_duplicates(tmp_path: Path) -> None:
     """A list file adds paths; a file named twice is yielded once."""
     _tree(tmp_path)

@@ -97,8 +97,12 @@ def _walk(
             path = Path(entry.path)
             try:
                 is_dir = entry.is_dir()
-            except OSError:
-                is_dir = False
+            except OSError as exc:
+                # Listed but not searchable, as a named input in it would be.
+                yield IngestIssue(
+                    str(path), f"cannot read input: {exc.strerror or exc}"
+                )
+                continue
             if is_dir:
                 yield from visit(path)
             elif filters.accepts(path.relative_to(root).as_posix()):
