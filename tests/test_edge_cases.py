@@ -334,7 +334,7 @@ def test_catalog_write_limit_names_the_cause(tmp_path: Path) -> None:
 
 
 def test_output_replaced_by_folder_fails_image_only(tmp_path: Path) -> None:
-    """A folder in place of an earlier output fails that image; the run ends normally."""
+    """A folder in place of an earlier output fails that image, and the run ends."""
     folder = tmp_path / "in"
     _photo(folder / "a.jpg")
     _photo(folder / "b.jpg")

@@ -83,7 +83,7 @@ def test_nul_byte_in_list_file_reported(tmp_path: Path) -> None:
 
 
 def test_name_too_long_reported(tmp_path: Path) -> None:
-    """A name the system cannot look up becomes an issue; the rest still come."""
+    """A name the system cannot look up becomes an issue, and the rest still come."""
     _tree(tmp_path)
     long_name = str(tmp_path / ("a" * 300 + ".jpg"))
     found = list(iter_inputs([long_name, str(tmp_path / "a.jpg")]))

@@ -495,7 +495,7 @@ def _record(
         try:
             path.unlink(missing_ok=True)
         except OSError as exc:
-            # Something else took its name, a folder for one: keep it.
+            # Another file or a folder now has its name, so it is kept.
             log.warning("cannot remove the earlier output %s: %s", path, exc.strerror)
             continue
         with contextlib.suppress(OSError):
@@ -559,7 +559,7 @@ def _log_outcome(result: ImageResult, run_id: int) -> None:
         return
     level = logging.INFO
     if result.reason in (Reason.WORKER_LOST, Reason.TIMED_OUT):
-        # A worker was killed or died: nobody expected that.
+        # A lost or killed worker is an unexpected failure.
         level = logging.ERROR
     elif result.status is Status.FAILED:
         level = logging.WARNING

@@ -144,7 +144,7 @@ class SQLiteCatalog:
 
     @contextlib.contextmanager
     def errors_as_usage_errors(self, action: str) -> Iterator[None]:
-        """Turn a SQLite error in the block into a UsageError that says what to do."""
+        """Turn a SQLite error in the block into a UsageError that names the remedy."""
         try:
             yield
         except sqlite3.Error as exc:

@@ -98,7 +98,7 @@ def _walk(
             try:
                 is_dir = entry.is_dir()
             except OSError as exc:
-                # Listed but not searchable, as a named input in it would be.
+                # The folder lists it but may not be searched, as for a named input.
                 yield IngestIssue(
                     str(path), f"cannot read input: {exc.strerror or exc}"
                 )
@@ -150,7 +150,7 @@ def iter_inputs(
 
     def expand(item: Path) -> Iterator[Path | IngestIssue]:
         if "\x00" in str(item):
-            # No system call takes it, and Python would call it missing.
+            # No system call accepts such a path, and Python reports it missing.
             yield IngestIssue(str(item), "invalid path: it contains a NUL byte")
             return
         try:
