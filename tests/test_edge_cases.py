@@ -355,3 +355,34 @@ def test_output_replaced_by_folder_fails_image_only(tmp_path: Path) -> None:
         ("failed", "write_failed")
     ]
     assert variant.is_dir()
+
+
+def test_catalog_folder_is_usage_error(tmp_path: Path) -> None:
+    """A folder where the catalog belongs stops run and dlq with exit 2."""
+    out = tmp_path / "out"
+    (out / "catalog.sqlite").mkdir(parents=True)
+    _photo(tmp_path / "in" / "a.jpg")
+    for command in (("run", str(tmp_path / "in")), ("dlq", "list")):
+        result = CliRunner().invoke(main, [*command, "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        assert "is a folder, not a file" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("command", ["list", "retry", "purge"])
+def test_dlq_on_catalog_failing_to_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """A catalog whose tables fail to read stops dlq with exit 2, no traceback."""
+    folder = tmp_path / "in"
+    _photo(folder / "a.jpg")
+    out = tmp_path / "out"
+    assert _invoke("run", str(folder), "--out", str(out), "-q").exit_code == 0
+
+    def malformed(*_args: object) -> list[dict]:
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(SQLiteCatalog, "dead_letters", malformed)
+    result = CliRunner().invoke(main, ["dlq", command, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "cannot be read" in " ".join(result.output.split())

@@ -182,11 +182,12 @@ def collect_sources(request: RunRequest) -> tuple[list[Source], list[IngestIssue
             if item.path != "-":
                 # Reports give every path in full, as they do each source.
                 item = replace(item, path=os.path.abspath(item.path))
+            shown = display_path(item.path)
             log.warning(
                 "input not read: %s: %s",
-                item.path,
+                shown,
                 item.message,
-                extra={"event": "input_not_read", "source": display_path(item.path)},
+                extra={"event": "input_not_read", "source": shown},
             )
             issues.append(item)
         else:

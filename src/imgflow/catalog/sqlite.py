@@ -122,7 +122,18 @@ class SQLiteCatalog:
         self, path: Path, *, commit_every: int = 1, commit_seconds: float = 1.0
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.connection = sqlite3.connect(path, isolation_level=None)
+        if path.is_dir():
+            raise UsageError(
+                f"the catalog {path} is a folder, not a file; move it away to "
+                "start a new catalog"
+            )
+        try:
+            self.connection = sqlite3.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            # A dangling symlink, say, or a folder that may not be written.
+            raise UsageError(
+                f"the catalog {path} cannot be opened ({exc}); {remedy(path, exc)}"
+            ) from None
         self.connection.row_factory = sqlite3.Row
         try:
             self.connection.execute("PRAGMA journal_mode=WAL")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -40,7 +42,7 @@ def dlq() -> None:
 
 def _open_catalog(out_dir: Path) -> SQLiteCatalog:
     path = OutputLayout(out_dir).catalog
-    if not path.is_file():
+    if not path.exists():
         stderr.print(
             f"[red]error:[/red] no catalog at {path}; is --out an imgflow output?"
         )
@@ -50,6 +52,19 @@ def _open_catalog(out_dir: Path) -> SQLiteCatalog:
     except UsageError as exc:
         print_error(str(exc))
         sys.exit(ExitCode.USAGE)
+
+
+@contextlib.contextmanager
+def _using(catalog: SQLiteCatalog) -> Iterator[None]:
+    """Close the catalog after the block; a SQLite error there is exit 2."""
+    try:
+        with catalog.errors_as_usage_errors("be read"):
+            yield
+    except UsageError as exc:
+        print_error(str(exc))
+        sys.exit(ExitCode.USAGE)
+    finally:
+        catalog.close()
 
 
 _OUT_OPTION = click.option(
@@ -72,10 +87,8 @@ _OUT_OPTION = click.option(
 def dlq_list(out_dir: Path, as_json: bool) -> None:
     """List the dead images, oldest first."""
     catalog = _open_catalog(out_dir)
-    try:
+    with _using(catalog):
         rows = catalog.dead_letters()
-    finally:
-        catalog.close()
     if as_json:
         for row in rows:
             click.echo(json.dumps(row, ensure_ascii=False))
@@ -101,10 +114,8 @@ def dlq_show(out_dir: Path, source: str) -> None:
     """Show everything recorded about one dead image, traceback included."""
     catalog = _open_catalog(out_dir)
     candidates = {source, _as_recorded(source)}
-    try:
+    with _using(catalog):
         rows = [row for row in catalog.dead_letters() if row["source"] in candidates]
-    finally:
-        catalog.close()
     if not rows:
         stderr.print(f"[red]error:[/red] {source} is not in the dead-letter queue")
         sys.exit(ExitCode.USAGE)
@@ -141,11 +152,9 @@ def dlq_retry(
     """Run the dead images again; those that succeed leave the queue."""
     setup_logging(0, quiet)
     catalog = _open_catalog(out_dir)
-    try:
+    with _using(catalog):
         dead = [row["source"] for row in catalog.dead_letters()]
         stored = catalog.last_config()
-    finally:
-        catalog.close()
     if not dead:
         stdout.print("The dead-letter queue is empty; nothing to retry.")
         return
@@ -194,7 +203,7 @@ def _as_recorded(source: str) -> str:
 def dlq_purge(out_dir: Path, sources: tuple[str, ...]) -> None:
     """Drop SOURCES (or every dead image) from the queue and the catalog."""
     catalog = _open_catalog(out_dir)
-    try:
+    with _using(catalog):
         dead = {row["source"] for row in catalog.dead_letters()}
         recorded = {
             source: source if source in dead else _as_recorded(source)
@@ -205,8 +214,6 @@ def dlq_purge(out_dir: Path, sources: tuple[str, ...]) -> None:
             source for source, path in recorded.items() if path not in dead
         )
         catalog.purge(chosen)
-    finally:
-        catalog.close()
     for source in unknown:
         stderr.print(f"[yellow]not in the dead-letter queue:[/yellow] {source}")
     stdout.print(f"Purged {plural(len(chosen), 'dead image')}.", highlight=False)

@@ -31,7 +31,7 @@ from imgflow.executors.hybrid import ENGINES
 from imgflow.executors.parallel import default_workers
 from imgflow.executors.pool import reserved_workers
 from imgflow.outdir import check_output_file, check_writable, locked
-from imgflow.records import Source
+from imgflow.records import Source, display_path
 from imgflow.runner import (
     RunRequest,
     RunSummary,
@@ -42,7 +42,7 @@ from imgflow.runner import (
 )
 from imgflow.stages.ingest import Filters
 from imgflow.stages.store import OutputLayout
-from imgflow.telemetry.logs import LogFormat, current_log_settings
+from imgflow.telemetry.logs import LogFormat, current_log_settings, escape_controls
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -365,7 +365,8 @@ def run(
                 raise UsageError(
                     "no images found: "
                     + "; ".join(
-                        f"{issue.path}: {issue.message}" for issue in issues[:5]
+                        f"{escape_controls(display_path(issue.path))}: {issue.message}"
+                        for issue in issues[:5]
                     )
                 )
             stop.control = request.control()
