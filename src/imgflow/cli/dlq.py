@@ -56,7 +56,7 @@ def _open_catalog(out_dir: Path) -> SQLiteCatalog:
 
 @contextlib.contextmanager
 def _using(catalog: SQLiteCatalog) -> Iterator[None]:
-    """Close the catalog after the block; a SQLite error there is exit 2."""
+    """Close the catalog after the block, and exit with status 2 on a SQLite error."""
     try:
         with catalog.errors_as_usage_errors("be read"):
             yield
