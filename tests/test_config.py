@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 from pathlib import Path
 
@@ -222,3 +223,22 @@ def test_every_bad_variant_name_reported() -> None:
     assert "variant name 'big one'" in message
     assert "variants.big one.size: expected an integer" in message
     assert "'ok'" not in message
+
+
+def test_setting_unused_by_format_warns(caplog: pytest.LogCaptureFixture) -> None:
+    """A setting the variant's format ignores is accepted with a warning."""
+    caplog.set_level(logging.WARNING, logger="imgflow.config")
+    config = parse_config(
+        {
+            "variants": {
+                "flat": {"size": 64, "format": "png", "quality": 90},
+                "photo": {"size": 64, "format": "jpeg", "quality": 90},
+            }
+        }
+    )
+    assert config.variants["flat"].quality == 90
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages == [
+        "variants.flat.quality has no effect: png output does not use it, "
+        "only jpeg, webp, avif do"
+    ]

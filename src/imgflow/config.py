@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import logging
 import re
 import typing
 from collections.abc import Sequence
@@ -25,6 +26,8 @@ import msgspec
 from msgspec import Meta, Struct, field
 
 from imgflow.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 # The folder of JSON sidecars in an output folder; no variant may use it.
 SIDECAR_FOLDER = "meta"
@@ -145,6 +148,26 @@ class Variant(_Section, frozen=True):
         if self.size is not None:
             return self.size, self.size
         return self.width, self.height
+
+
+# The formats whose encoder reads each setting. Elsewhere it has no effect.
+_SETTING_FORMATS = {
+    "quality": ("jpeg", "webp", "avif"),
+    "effort": ("webp", "avif"),
+    "progressive": ("jpeg", "png"),
+}
+
+
+def _unused_settings(
+    name: str, settings: dict[str, Any], variant: Variant
+) -> list[str]:
+    """Return a message for each setting given to a variant whose format ignores it."""
+    return [
+        f"variants.{name}.{key} has no effect: {variant.format.value} output "
+        f"does not use it, only {', '.join(formats)} do"
+        for key, formats in _SETTING_FORMATS.items()
+        if key in settings and variant.format.value not in formats
+    ]
 
 
 def _default_variants() -> dict[str, Variant]:
@@ -479,6 +502,11 @@ def parse_config(data: dict[str, Any], *, source: str = "config") -> PipelineCon
                 checked[name] = _check_table(
                     settings, Variant, f"variants.{name}", errors
                 )
+                if isinstance(checked[name], Variant):
+                    # Such a setting is harmless and most likely meant for
+                    # another format, so it only warns.
+                    for message in _unused_settings(name, settings, checked[name]):
+                        log.warning("%s", message)
             tables["variants"] = checked
         else:
             errors.append(f"variants: expected a table (got {_shown(variants)})")
