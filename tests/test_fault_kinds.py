@@ -1207,7 +1207,7 @@ def test_heic_processed(
         ("tiff2vips: ZLib error\ntiff2vips: read error\n", ["tiff2vips: ZLib error"]),
         ("a: x\na: x\nb: y\n", ["a: x", "b: y"]),
         ("jpegload_buffer: load error\n", ["jpegload_buffer: load error"]),
-        # A loader's failed seeks are noise; libheif's code joins its message.
+        # A loader's failed seeks are dropped, and libheif's code joins its message.
         ("source: bad seek to 1024\nheif: Unexpected end of file\n (2.100)\n",
          ["heif: Unexpected end of file (2.100)"]),
     ],
@@ -1215,3 +1215,61 @@ def test_heic_processed(
 def test_error_lines_skip_wrappers(detail: str, expected: list[str]) -> None:
     """Messages name the decoder's fault, whatever lines libvips adds after it."""
     assert error_lines(pyvips.Error("unable to call", detail)) == expected
+
+
+# --- grey with alpha, and unusual TIFF samples -----------------------------------
+
+
+def _grey_alpha_inputs() -> dict[str, bytes]:
+    """Fully transparent grey images, each carrying its alpha another way."""
+    clear = np.zeros((48, 64, 2), np.uint8)
+    grey_key = Image.fromarray(np.zeros((48, 64), np.uint8), "L")
+    return {
+        "la.png": encode(Image.fromarray(clear, "LA"), "PNG"),
+        "la16.png": pyvips.Image.new_from_array(np.zeros((48, 64, 2), np.uint16))
+        .copy(interpretation="grey16")
+        .pngsave_buffer(),
+        "trns.png": encode(grey_key, "PNG", transparency=0),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_grey_alpha_inputs()))
+def test_grey_alpha_flattened_on_coloured_background(
+    write_file: WriteFile, process: Process, tmp_path: Path, name: str
+) -> None:
+    """A grey image with alpha takes the background's colour, not its brightness."""
+    config = {"transform": {"background": "#ff0000"}}
+    result = process(write_file(name, _grey_alpha_inputs()[name]), config)
+    assert result.status is Status.DONE, result.message
+    thumb = open_variant(tmp_path / "out", result, "thumb").convert("RGB")
+    red, green, blue = thumb.getpixel((10, 10))
+    assert red >= 250
+    assert green <= 5
+    assert blue <= 5
+
+
+def _half_bright_tiff(kind: str) -> bytes:
+    """A grey TIFF whose right half stores 200 of 255, in the sample `kind`."""
+    grey = np.zeros((48, 64), np.uint8)
+    grey[:, 32:] = 200
+    samples = {
+        "float-0-to-1": (grey / 255).astype(np.float32),
+        "float-0-to-255": grey.astype(np.float32),
+        "signed-16-bit": grey.astype(np.int16) * 128,
+        "signed-32-bit": grey.astype(np.int32) * 2**23,
+    }
+    return pyvips.Image.new_from_array(samples[kind]).tiffsave_buffer()
+
+
+@pytest.mark.parametrize(
+    "kind", ["float-0-to-1", "float-0-to-255", "signed-16-bit", "signed-32-bit"]
+)
+def test_unusual_tiff_samples_keep_their_tones(
+    write_file: WriteFile, process: Process, tmp_path: Path, kind: str
+) -> None:
+    """Float and signed TIFF samples are scaled to 8 bits, not cast as they are."""
+    result = process(write_file(f"{kind}.tif", _half_bright_tiff(kind)))
+    assert result.status is Status.DONE, result.message
+    thumb = np.asarray(open_variant(tmp_path / "out", result, "thumb").convert("L"))
+    assert thumb[:, :24].mean() <= 2
+    assert abs(thumb[:, 40:].mean() - 200) <= 3

@@ -117,7 +117,43 @@ def _background(image: pyvips.Image, rgb: list[int]) -> list[float]:
 def _flatten(image: pyvips.Image, rgb: list[int]) -> pyvips.Image:
     if not image.hasalpha():
         return image
+    if image.bands < 3 and len(set(rgb)) > 1:
+        # A grey image would take only the brightness of a coloured background.
+        image = image.colourspace("srgb")
     return image.flatten(background=_background(image, rgb)).cast("uchar")
+
+
+# The largest value of each integer sample format that libvips' conversion
+# to 8 bits would misread: signed ones as unsigned, 32-bit ones as 16-bit.
+_SAMPLE_MAXIMUM = {"char": 127, "short": 32767, "int": 2**31 - 1, "uint": 2**32 - 1}
+
+
+def _load_scaled_to_8bit(data: bytes, load_options: str) -> pyvips.Image | None:
+    """Load a TIFF of signed, 32-bit or floating-point samples as 8-bit, or None.
+
+    `thumbnail` casts such samples to 8 bits as they are, so a float image
+    of 0 to 1 came out black and a signed 16-bit one at half brightness.
+    Integers are scaled from their format's range. Floats stay as they are
+    when above 1, and are scaled from 0 to 1 otherwise, the range float
+    TIFFs most often use. None leaves the image to `thumbnail`.
+    """
+    image = pyvips.Image.new_from_source(
+        memory_source(data), load_options, access="sequential"
+    )
+    if image.format in _SAMPLE_MAXIMUM:
+        image = image * (255 / _SAMPLE_MAXIMUM[image.format])
+    elif image.format in ("float", "double") and image.interpretation in (
+        "b-w",
+        "srgb",
+        "multiband",
+    ):
+        image = image.copy_memory()
+        if image.max() <= 1.0:
+            image = image * 255
+    else:
+        return None
+    interpretation = "b-w" if image.bands < 3 else "srgb"
+    return image.cast("uchar").copy(interpretation=interpretation)
 
 
 def _load_with_pillow(data: bytes) -> pyvips.Image:
@@ -165,7 +201,12 @@ def _decode_base(
         # Fit the stored image, whose sides the rotation swaps.
         width, height = height, width
     colour = {"export_profile": "srgb"} if _needs_colour_transform(header) else {}
-    if header.format in _PILLOW_DECODED:
+    scaled = None
+    if header.format == "tiff":
+        scaled = _load_scaled_to_8bit(data, load_options)
+    if scaled is not None:
+        image = scaled.thumbnail_image(width, height=height, size="down", **colour)
+    elif header.format in _PILLOW_DECODED:
         image = _load_with_pillow(data).thumbnail_image(
             width, height=height, size="down", **colour
         )
