@@ -111,7 +111,7 @@ def test_retry_clears_queue(dead_run: tuple[Path, Path]) -> None:
 
 
 def test_retry_of_deleted_source_says_it_stays(dead_run: tuple[Path, Path]) -> None:
-    """A dead image whose file is gone stays queued; the retry says what to do."""
+    """A dead image whose file is gone stays queued, and the retry prints what to do."""
     out, dead = dead_run
     dead.unlink()
     result = _cli("dlq", "retry", "--out", str(out), "--mode", "sequential")

@@ -676,7 +676,7 @@ HEADER_BOMBS: dict[str, tuple[str, Callable[[], bytes], str]] = {
     "jpeg-sof": (".jpg", lambda: jpeg_claiming(60000, 60000), "60000x60000"),
     "tiff-ifd": (".tif", lambda: tiff_claiming(60000, 60000), "60000x60000"),
     "webp-vp8l": (".webp", lambda: webp_claiming(16383, 16383), "16383x16383"),
-    # libwebp refuses a canvas over 16383 a side before libvips sees its size.
+    # libwebp rejects a canvas over 16383 a side before libvips reads its size.
     "webp-vp8x": (".webp", lambda: webp_canvas_claiming(16384, 16384), "16384x16384"),
     "webp-vp8x-max": (
         ".webp",

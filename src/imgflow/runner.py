@@ -182,12 +182,12 @@ def collect_sources(request: RunRequest) -> tuple[list[Source], list[IngestIssue
             if item.path != "-":
                 # Reports give every path in full, as they do each source.
                 item = replace(item, path=os.path.abspath(item.path))
-            shown = display_path(item.path)
+            source_text = display_path(item.path)
             log.warning(
                 "input not read: %s: %s",
-                shown,
+                source_text,
                 item.message,
-                extra={"event": "input_not_read", "source": shown},
+                extra={"event": "input_not_read", "source": source_text},
             )
             issues.append(item)
         else:

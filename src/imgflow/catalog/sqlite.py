@@ -127,26 +127,21 @@ class SQLiteCatalog:
                 f"the catalog {path} is a folder, not a file; move it away to "
                 "start a new catalog"
             )
-        try:
+        self.path = path
+        # Connecting fails on a dangling symlink, or a folder that may not be written.
+        with self.errors_as_usage_errors("be opened"):
             self.connection = sqlite3.connect(path, isolation_level=None)
-        except sqlite3.Error as exc:
-            # A dangling symlink, say, or a folder that may not be written.
-            raise UsageError(
-                f"the catalog {path} cannot be opened ({exc}); {remedy(path, exc)}"
-            ) from None
         self.connection.row_factory = sqlite3.Row
         try:
-            self.connection.execute("PRAGMA journal_mode=WAL")
-            self.connection.execute("PRAGMA synchronous=NORMAL")
-            self.connection.execute("PRAGMA foreign_keys=ON")
-            self.connection.executescript(SCHEMA)
-            self._add_missing_columns()
-        except sqlite3.DatabaseError as exc:
+            with self.errors_as_usage_errors("be opened"):
+                self.connection.execute("PRAGMA journal_mode=WAL")
+                self.connection.execute("PRAGMA synchronous=NORMAL")
+                self.connection.execute("PRAGMA foreign_keys=ON")
+                self.connection.executescript(SCHEMA)
+                self._add_missing_columns()
+        except UsageError:
             self.connection.close()
-            raise UsageError(
-                f"the catalog {path} cannot be opened ({exc}); {remedy(path, exc)}"
-            ) from None
-        self.path = path
+            raise
         self.commit_every = commit_every
         self.commit_seconds = commit_seconds
         self._uncommitted = 0
@@ -171,7 +166,7 @@ class SQLiteCatalog:
             for row in self.connection.execute("PRAGMA table_info(variants)")
         }
         if "mtime_ns" not in columns:
-            # Rows written before stay NULL: their files are checked by size only.
+            # Rows written before stay NULL, so their files are checked by size only.
             self.connection.execute("ALTER TABLE variants ADD COLUMN mtime_ns INTEGER")
 
     def _begin(self) -> None:

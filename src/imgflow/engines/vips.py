@@ -69,8 +69,8 @@ def jpeg_scan_is_clean(data: bytes) -> bool:
 
     Pillow decodes corrupt or cut scan data without any warning, so the
     Pillow fast path takes only photos that pass this check. It decodes at
-    full scale, about 2.4 ms for a 0.3 MP photo: a scaled decode passed
-    a scan with zeroed bytes that the full decode reports as damaged.
+    full scale, about 2.4 ms for a 0.3 MP photo, because a scaled decode
+    passes some zeroed scan bytes that the full decode reports as damaged.
     """
     try:
         image = pyvips.Image.jpegload_source(memory_source(data), fail_on="warning")
@@ -131,11 +131,11 @@ _SAMPLE_MAXIMUM = {"char": 127, "short": 32767, "int": 2**31 - 1, "uint": 2**32 
 def _load_scaled_to_8bit(data: bytes, load_options: str) -> pyvips.Image | None:
     """Load a TIFF of signed, 32-bit or floating-point samples as 8-bit, or None.
 
-    `thumbnail` casts such samples to 8 bits as they are, so a float image
-    of 0 to 1 came out black and a signed 16-bit one at half brightness.
-    Integers are scaled from their format's range. Floats stay as they are
-    when above 1, and are scaled from 0 to 1 otherwise, the range float
-    TIFFs most often use. None leaves the image to `thumbnail`.
+    `thumbnail` casts such samples to 8 bits unscaled, which makes a float
+    image of 0 to 1 black and a signed 16-bit one half as bright. Integers
+    are scaled from their format's range. Floats are scaled from 0 to 1
+    when none is above 1, and are otherwise taken as 0 to 255. None leaves
+    the image to `thumbnail`.
     """
     image = pyvips.Image.new_from_source(
         memory_source(data), load_options, access="sequential"

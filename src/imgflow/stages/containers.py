@@ -397,7 +397,7 @@ def png_problem(data: bytes) -> str | None:
 def webp_canvas_size(data: bytes) -> tuple[int, int] | None:
     """Return the width and height a WebP file's first chunk declares.
 
-    libwebp refuses a canvas over 16,383 pixels a side before libvips can
+    libwebp rejects a canvas over 16,383 pixels a side before libvips can
     report its size, so a bomb would otherwise look like a damaged file.
     Reads the VP8X canvas, or the frame header of a simple lossy (VP8) or
     lossless (VP8L) file. Returns None when the chunk is too short or

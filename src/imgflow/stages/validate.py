@@ -198,15 +198,17 @@ def truncation_message(fmt: str, data: bytes) -> str | None:
 _HEIF_CUT = re.compile(r"Unexpected end of file|Cannot read full", re.I)
 
 
-def undecodable_reason(fmt: str, data: bytes, detail: str = "") -> Reason:
-    """Choose between TRUNCATED and CORRUPT for data that failed to decode.
+def _heif_cut(fmt: str, detail: str) -> bool:
+    """True when libheif's `detail` shows a HEIF or AVIF file that ends early.
 
-    HEIF and AVIF files have no end marker, so their decoder's `detail`
-    tells a cut file.
+    These formats have no end marker, so only the decoder can find the cut.
     """
-    if truncation_message(fmt, data) is not None:
-        return Reason.TRUNCATED
-    if fmt in ("avif", "heic") and _HEIF_CUT.search(detail):
+    return fmt in ("avif", "heic") and _HEIF_CUT.search(detail) is not None
+
+
+def undecodable_reason(fmt: str, data: bytes, detail: str = "") -> Reason:
+    """Choose between TRUNCATED and CORRUPT for data that failed to decode."""
+    if truncation_message(fmt, data) is not None or _heif_cut(fmt, detail):
         return Reason.TRUNCATED
     return Reason.CORRUPT
 
@@ -220,7 +222,7 @@ def decode_failure(fmt: str, data: bytes, detail: str, *, stage: str) -> Rejecte
     message = truncation_message(fmt, data)
     if message is not None:
         return Rejected(Reason.TRUNCATED, message, stage=stage)
-    if undecodable_reason(fmt, data, detail) is Reason.TRUNCATED:
+    if _heif_cut(fmt, detail):
         return Rejected(
             Reason.TRUNCATED, f"{fmt} data ends early: {detail}", stage=stage
         )
