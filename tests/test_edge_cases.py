@@ -157,6 +157,45 @@ def test_failed_write_removes_partial_variant_set(
     assert list((out / "thumb").glob("*")) == []
 
 
+@pytest.mark.parametrize(
+    ("error", "attempts"),
+    [
+        # A full disk may clear while the run goes on: retried.
+        (OSError(28, "No space left on device"), 3),
+        # A folder in the file's place, a read-only file system: not retried.
+        (IsADirectoryError(21, "Is a directory"), 1),
+        (OSError(30, "Read-only file system"), 1),
+    ],
+)
+def test_lasting_write_error_not_retried(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    error: OSError,
+    attempts: int,
+) -> None:
+    """An output error that lasts fails the image at once and still reaches the DLQ."""
+    _photo(tmp_path / "in" / "a.jpg")
+    out = tmp_path / "out"
+
+    def replace(_source: str, _target: str) -> None:
+        raise error
+
+    monkeypatch.setattr(os, "replace", replace)
+    request = RunRequest(
+        inputs=[str(tmp_path / "in")],
+        out_dir=out,
+        config=parse_config(SMALL),
+        mode="sequential",
+        retry_delay=0.0,
+    )
+    summary = execute(request, *collect_sources(request))
+    (result,) = summary.results
+    assert (result.reason, result.attempts) == (Reason.WRITE_FAILED, attempts)
+    monkeypatch.undo()
+    listed = _invoke("dlq", "list", "--out", str(out))
+    assert "a.jpg" in listed.text, listed.text
+
+
 def test_catalog_failure_reported_not_raised(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,6 +13,7 @@ Rejections are outcomes, not errors: the run records them and goes on.
 from __future__ import annotations
 
 import enum
+import errno
 
 
 class Reason(enum.StrEnum):
@@ -94,6 +95,30 @@ RETRYABLE = frozenset(
 )
 
 
+# File system errors that another attempt a few seconds later meets again:
+# a folder or file in the wrong place, a read-only file system, a denied
+# permission, a name the system refuses. A full disk, a failing device or a
+# stale network handle may pass, so they are retried.
+LASTING_ERRNOS = frozenset(
+    {
+        errno.EISDIR,
+        errno.ENOTDIR,
+        errno.EROFS,
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENAMETOOLONG,
+        errno.ELOOP,
+        errno.EINVAL,
+        errno.EEXIST,
+    }
+)
+
+
+def is_lasting(exc: OSError) -> bool:
+    """Return True when retrying the call that raised `exc` would fail the same way."""
+    return exc.errno in LASTING_ERRNOS
+
+
 class ImgflowError(Exception):
     """Root of every exception imgflow raises on purpose."""
 
@@ -108,6 +133,8 @@ class UsageError(ImgflowError):
 
 class ImageError(ImgflowError):
     """Raised by a stage when one image cannot continue through the pipeline."""
+
+    lasting = False
 
     def __init__(self, reason: Reason, message: str, *, stage: str) -> None:
         super().__init__(message)
@@ -125,4 +152,16 @@ class Rejected(ImageError):
 
 
 class StageFailed(ImageError):
-    """Raised when a stage fails for an environmental reason (I/O, encoder)."""
+    """Raised when a stage fails for an environmental reason (I/O, encoder).
+
+    `lasting` marks a failure that another attempt in the same run would
+    meet again, such as a folder where an output file belongs. The image is
+    not retried during the run, but still goes to the dead-letter queue, so
+    that `imgflow dlq retry` takes it once the cause is fixed.
+    """
+
+    def __init__(
+        self, reason: Reason, message: str, *, stage: str, lasting: bool = False
+    ) -> None:
+        super().__init__(reason, message, stage=stage)
+        self.lasting = lasting

@@ -26,7 +26,7 @@ from typing import Any
 
 from imgflow.config import PipelineConfig
 from imgflow.engines import pillow, vips
-from imgflow.errors import ImageError, Reason, StageFailed, Status
+from imgflow.errors import ImageError, Reason, StageFailed, Status, is_lasting
 from imgflow.records import Header, ImageResult, Source
 from imgflow.stages import ingest, metadata, store, transform, validate
 from imgflow.stages.store import OutputLayout, image_key, store_sidecar, store_variants
@@ -85,9 +85,11 @@ def failure(
             stage=exc.stage,
             reason=exc.reason,
             message=exc.message,
+            lasting=exc.lasting,
         )
     elif isinstance(exc, OSError):
-        # An environment fault that no stage wrapped: worth another attempt.
+        # An environment fault that no stage wrapped: worth another attempt
+        # unless it is one that lasts.
         log.warning("I/O error in stage %s for %s: %s", stage, source.path, exc)
         result = ImageResult(
             source=source,
@@ -95,6 +97,7 @@ def failure(
             stage=stage,
             reason=Reason.IO_ERROR,
             message=f"{stage} failed: {exc.strerror or exc}",
+            lasting=is_lasting(exc),
         )
     else:
         log.error(

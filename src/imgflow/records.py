@@ -131,6 +131,9 @@ class ImageResult:
     # Seconds from the first admission of the source to this final result:
     # waits in queues and batches and every retry included.
     latency: float | None = None
+    # A failure that another attempt in this run would meet again, so the
+    # run does not retry it (see StageFailed).
+    lasting: bool = False
 
     def to_report(self) -> dict[str, Any]:
         """Return the JSON form used by the run report."""

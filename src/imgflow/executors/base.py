@@ -222,6 +222,7 @@ class Feeder:
                 # A rejection fails the same way every time.
                 and result.status is Status.FAILED
                 and result.reason in RETRYABLE
+                and not result.lasting
                 and attempts < policy.attempts
             )
             if retry:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imgflow.config import ValidateConfig
-from imgflow.errors import Reason, Rejected, StageFailed
+from imgflow.errors import Reason, Rejected, StageFailed, is_lasting
 from imgflow.stages.validate import check_size
 
 STAGE = "ingest"
@@ -225,7 +225,9 @@ def read_source(path: str, config: ValidateConfig) -> bytes:
                 f"{path} is a symbolic link to a missing file",
                 stage=STAGE,
             ) from None
-        raise StageFailed(Reason.UNREADABLE, message, stage=STAGE) from None
+        raise StageFailed(
+            Reason.UNREADABLE, message, stage=STAGE, lasting=is_lasting(exc)
+        ) from None
     # The file may have grown between stat and read.
     check_size(len(data), config)
     return data

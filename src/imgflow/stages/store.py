@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from imgflow.config import SIDECAR_FOLDER
-from imgflow.errors import Reason, StageFailed
+from imgflow.errors import Reason, StageFailed, is_lasting
 from imgflow.records import VariantRecord
 from imgflow.stages.transform import Rendered
 
@@ -74,6 +74,7 @@ def write_atomic(path: Path, data: bytes, *, fsync: bool) -> int:
             Reason.WRITE_FAILED,
             f"cannot write {path}: {exc.strerror or exc}",
             stage=STAGE,
+            lasting=is_lasting(exc),
         ) from None
     return mtime_ns
 
