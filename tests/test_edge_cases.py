@@ -215,6 +215,50 @@ def test_catalog_failure_reported_not_raised(
     assert not summary.all_done
 
 
+def test_catalog_failure_lists_unrecorded_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Images finished once the catalog failed are reported as not recorded."""
+    folder = tmp_path / "in"
+    for name in ("a", "b", "c"):
+        _photo(folder / f"{name}.jpg", seed=ord(name))
+    out = tmp_path / "out"
+    real_record = SQLiteCatalog.record
+    calls = []
+
+    def fail_second(self: SQLiteCatalog, *args: object) -> list[str]:
+        calls.append(args)
+        if len(calls) == 2:
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_record(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SQLiteCatalog, "record", fail_second)
+    report = tmp_path / "report.json"
+    page = tmp_path / "report.html"
+    result = _invoke(
+        "run", str(folder), "--out", str(out), "--mode", "sequential",
+        "--report", str(report), "--html", str(page),
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    assert "1 image finished after the catalog write failed" in result.text
+    assert "which the catalog lacks and the next run processes again: 1." in " ".join(
+        page.read_text().split()
+    )
+    document = json.loads(report.read_text())
+    assert document["summary"]["not_recorded"] == 1
+    assert document["not_recorded"] == [str(folder / "b.jpg")]
+    # Intake stopped at the failure, so c was never started.
+    assert document["not_processed"] == [str(folder / "c.jpg")]
+    monkeypatch.undo()
+
+    again = _invoke("run", str(folder), "--out", str(out), "--report", str(report))
+    assert again.exit_code == 0, again.output
+    document = json.loads(report.read_text())
+    processed = [image["source"] for image in document["images"]]
+    assert processed == [str(folder / "b.jpg"), str(folder / "c.jpg")]
+    assert [item["source"] for item in document["skipped"]] == [str(folder / "a.jpg")]
+
+
 def test_changed_source_replaces_old_outputs(tmp_path: Path) -> None:
     """New bytes under the same name replace the old variants instead of adding."""
     photo = _photo(tmp_path / "in" / "a.jpg")

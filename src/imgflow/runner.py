@@ -99,6 +99,9 @@ class RunSummary:
     mode_reason: str | None = None
     skipped: list[Skipped] = field(default_factory=list)
     catalog_error: str | None = None
+    # Images whose outcome the catalog lacks because its write failed: their
+    # files may be written, and the next run processes them again.
+    not_recorded: list[Source] = field(default_factory=list)
     # Seconds since the run started at which each result arrived, by
     # source index.
     finished_at: dict[int, float] = field(default_factory=dict)
@@ -139,6 +142,7 @@ class RunSummary:
                 "not_processed": len(self.not_processed),
                 "skipped": len(self.skipped),
                 "catalog_error": self.catalog_error,
+                "not_recorded": len(self.not_recorded),
                 "seconds": round(self.seconds, 3),
                 "images_per_second": round(self.images_per_second, 3),
                 "p50_seconds": _round(self.latency(0.50)),
@@ -156,6 +160,7 @@ class RunSummary:
                 for i in self.issues
             ],
             "not_processed": [source.text for source in self.not_processed],
+            "not_recorded": [source.text for source in self.not_recorded],
             "skipped": [
                 {"source": display_path(i.path), "status": i.status}
                 for i in self.skipped
@@ -390,6 +395,7 @@ def execute(
     finished_at: dict[int, float] = {}
     begun: dict[int, Source] = {}
     catalog_error: str | None = None
+    not_recorded: list[Source] = []
     stream = executor.run(pipeline, sources, control)
     if request.ordered:
         stream = in_input_order(stream)
@@ -402,6 +408,8 @@ def execute(
                 metrics.observe(result)
             if catalog_error is None:
                 catalog_error = _record(catalog, run_id, result, control, begun, layout)
+            if catalog_error is not None:
+                not_recorded.append(result.source)
             begun.pop(result.source.index, None)
             if on_result is not None:
                 on_result(result)
@@ -444,6 +452,7 @@ def execute(
         mode_reason=mode_reason,
         skipped=skipped,
         catalog_error=catalog_error,
+        not_recorded=not_recorded,
         finished_at=finished_at,
     )
     log.info(
@@ -460,6 +469,7 @@ def execute(
             "seconds": round(seconds, 3),
             "not_processed": len(summary.not_processed),
             "not_read": len(issues),
+            "not_recorded": len(not_recorded),
             **{
                 status: counts.get(status, 0)
                 for status in ("done", "rejected", "failed")

@@ -473,6 +473,13 @@ def print_summary(summary: RunSummary, out_dir: Path) -> None:
             "command processes them, and skips the finished ones.",
             highlight=False,
         )
+    if summary.not_recorded:
+        stdout.print(
+            f"{plural(len(summary.not_recorded), 'image')} finished after the catalog "
+            "write failed, so the catalog does not list them: once the catalog can "
+            "be written, the same command processes them again.",
+            highlight=False,
+        )
     stdout.print(f"Output: {out_dir.resolve()}", highlight=False)
 
 

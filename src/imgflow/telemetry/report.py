@@ -102,6 +102,12 @@ def html_page(summary: RunSummary, report: dict[str, Any]) -> Page:
     )
     if head.get("mode_reason"):
         page.paragraph(f"The mode was chosen because {head['mode_reason']}.", note=True)
+    if head.get("catalog_error"):
+        page.paragraph(
+            f"{head['catalog_error']}. Images finished afterwards, which the "
+            f"catalog lacks and the next run processes again: {head['not_recorded']}.",
+            note=True,
+        )
     page.table(
         [
             "done",
