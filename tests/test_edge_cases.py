@@ -76,6 +76,24 @@ def test_non_utf8_file_name_processed(tmp_path: Path) -> None:
     assert any(source.endswith("caf\\xe9.jpg") for source in skipped)
 
 
+def test_reported_text_of_odd_name_accepted(tmp_path: Path) -> None:
+    """The report's text form of a non-UTF-8 name finds the file again."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    odd = os.path.join(os.fsencode(folder), b"caf\xe9.jpg")
+    with open(odd, "wb") as handle:
+        handle.write(jpeg_bytes(Image.fromarray(quadrant_pixels(90, 60))))
+    text = display_path(os.fsdecode(odd))
+    assert text.endswith("caf\\xe9.jpg")
+    listing = tmp_path / "list.txt"
+    listing.write_text(text + "\n", encoding="utf-8")
+    for args in ((text,), ("--files-from", str(listing))):
+        out = tmp_path / f"out{len(args)}"
+        result = _invoke("run", *args, "--out", str(out), "--mode", "sequential")
+        assert result.exit_code == 0, result.output
+        assert len(list((out / "thumb").glob("*.jpg"))) == 1
+
+
 def test_missing_input_is_an_error(tmp_path: Path) -> None:
     """A path that does not exist makes the run fail instead of exiting 0."""
     result = _invoke("run", str(tmp_path / "nope"), "--out", str(tmp_path / "out"))

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from imgflow.config import ValidateConfig
 from imgflow.errors import Reason, Rejected, StageFailed, is_lasting
+from imgflow.records import path_of_text
 from imgflow.stages.validate import check_size
 
 STAGE = "ingest"
@@ -160,6 +161,13 @@ def iter_inputs(
             # A name too long, or a folder on the way that may not be searched.
             yield IngestIssue(str(item), f"cannot read input: {exc.strerror or exc}")
             return
+        if not present:
+            # A path copied from a report or log, where bytes that are not
+            # valid UTF-8 appear as backslash escapes.
+            unescaped = Path(path_of_text(str(item)))
+            if unescaped != item and os.path.lexists(unescaped):
+                yield from expand(unescaped)
+                return
         if is_dir:
             yield from _walk(item, filters, skip, folders_seen)
         elif present:
