@@ -12,9 +12,12 @@ import pytest
 pytest.importorskip("numpy")
 pytest.importorskip("skimage")
 
+from click.testing import CliRunner  # noqa: E402
 from PIL import ExifTags, Image, ImageChops, ImageOps, ImageStat  # noqa: E402
 
 from imgflow import samples  # noqa: E402
+from imgflow.cli import main  # noqa: E402
+from imgflow.config import ValidateConfig  # noqa: E402
 
 MEGAPIXELS = 0.3
 WIDTH, HEIGHT = 640, 480
@@ -50,6 +53,29 @@ def test_frame_size_for_common_megapixels() -> None:
     assert samples.frame_size(12) == (4000, 3000)
     assert samples.frame_size(0.3) == (640, 480)
     assert samples.frame_size(0.0001) == (32, 24)
+
+
+def test_largest_frame_within_pixel_limit() -> None:
+    """The largest size the command accepts still passes a default run."""
+    width, height = samples.frame_size(100)
+    assert (width, height) == (11520, 8640)
+    assert width * height <= ValidateConfig().max_pixels
+
+
+def test_samples_command_keeps_existing_photo(tmp_path: Path) -> None:
+    """A camera photo named like a sample stops the command, unless --force."""
+    photo = tmp_path / "IMG_0002.jpg"
+    photo.write_bytes(b"a camera photo")
+    args = ["samples", str(tmp_path), "--count", "2", "--megapixels", "0.01"]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 2, refused.output
+    assert "IMG_0002.jpg exists" in refused.output
+    assert "--force" in refused.output
+    assert photo.read_bytes() == b"a camera photo"
+    assert not (tmp_path / "IMG_0001.jpg").exists()
+    forced = CliRunner().invoke(main, [*args, "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert photo.read_bytes()[:2] == b"\xff\xd8"
 
 
 @pytest.mark.parametrize("megapixels", [0, -1, math.nan, math.inf])

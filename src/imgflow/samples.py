@@ -51,6 +51,8 @@ import numpy as np
 import skimage
 from PIL import ExifTags, Image, ImageChops, TiffImagePlugin
 
+from imgflow.config import ValidateConfig
+
 __all__ = [
     "frame_size",
     "generate",
@@ -153,12 +155,15 @@ def frame_size(megapixels: float) -> tuple[int, int]:
     """Return the upright (width, height) of a 4:3 frame of about ``megapixels``.
 
     Both edges are multiples of 8 (width 4k, height 3k with k a multiple of 8),
-    so 12 gives 4000x3000 and 0.3 gives 640x480.
+    so 12 gives 4000x3000 and 0.3 gives 640x480. A frame never passes the
+    default pixel limit of a run, so 100 gives 11520x8640.
     """
     if not math.isfinite(megapixels) or megapixels <= 0:
         raise ValueError(f"megapixels must be a positive number, got {megapixels!r}")
     unit = math.sqrt(megapixels * 1_000_000 / 12)
     unit = max(8, 8 * round(unit / 8))
+    if 12 * unit * unit > ValidateConfig().max_pixels:
+        unit -= 8
     return 4 * unit, 3 * unit
 
 
@@ -187,12 +192,17 @@ def generate(
     paths = []
     for number in range(1, count + 1):
         data = render_jpeg(number, width, height, seed=seed, progressive=progressive)
-        path = out_dir / f"IMG_{number:04d}.jpg"
+        path = out_dir / sample_name(number)
         partial = path.with_name(f".{path.name}.partial")
         partial.write_bytes(data)
         os.replace(partial, path)
         paths.append(path)
     return paths
+
+
+def sample_name(number: int) -> str:
+    """Return the file name of photo ``number``, as a camera names it."""
+    return f"IMG_{number:04d}.jpg"
 
 
 def orientation_for(number: int) -> int:

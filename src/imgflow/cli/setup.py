@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import click
 
-from imgflow.cli.app import FiniteFloat, plural, stderr, stdout
+from imgflow.cli.app import FiniteFloat, plural, print_error, stderr, stdout
 from imgflow.config import starter_config
 from imgflow.errors import ExitCode
 
@@ -55,16 +56,38 @@ def init(path: Path, force: bool) -> None:
     help="Seed; the same seed writes the same bytes.",
 )
 @click.option("--progressive", is_flag=True, help="Write progressive JPEGs.")
+@click.option(
+    "--force", is_flag=True, help="Overwrite files in OUT_DIR with the same names."
+)
 def samples(
-    out_dir: Path, count: int, megapixels: float, seed: int, progressive: bool
+    out_dir: Path,
+    count: int,
+    megapixels: float,
+    seed: int,
+    progressive: bool,
+    force: bool,
 ) -> None:
-    """Generate realistic sample photos (JPEG with camera EXIF) into OUT_DIR."""
+    """Generate realistic sample photos (JPEG with camera EXIF) into OUT_DIR.
+
+    The photos are named IMG_0001.jpg onwards, as cameras name theirs, so
+    an existing file of such a name stops the command unless --force is given.
+    """
     try:
         from imgflow import samples as generator
     except ImportError as exc:
         stderr.print(
             f"[red]error:[/red] sample generation needs the 'samples' extra "
             f"(pip install 'imgflow[samples]'): {exc}"
+        )
+        sys.exit(ExitCode.USAGE)
+    targets = [out_dir / generator.sample_name(n) for n in range(1, count + 1)]
+    existing = [path for path in targets if os.path.lexists(path)]
+    if existing and not force:
+        more = len(existing) - 1
+        print_error(
+            f"{existing[0]} exists"
+            + (f", and {more} more of the names to write" if more else "")
+            + "; use --force to overwrite them, or name another folder"
         )
         sys.exit(ExitCode.USAGE)
     try:
