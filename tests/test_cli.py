@@ -333,6 +333,22 @@ def test_report_cannot_replace_input(photos: Path, tmp_path: Path) -> None:
     assert source.read_bytes() == before
 
 
+def test_report_among_inputs_reruns(tmp_path: Path) -> None:
+    """A report written into the input folder is no input of the next run."""
+    photo = jpeg_bytes(Image.fromarray(quadrant_pixels(64, 48)))
+    for option, name in (("--report", "r.json"), ("--html", "r.html")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "a.jpg").write_bytes(photo)
+        args = ["run", str(folder), "--out", str(tmp_path / f"out-{name}"), option]
+        for _ in range(2):
+            result = _invoke(*args, str(folder / name), "--redo", "-q")
+            assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json" / "r.json").read_text())
+    sources = [image["source"] for image in report["images"]]
+    assert sources == [str(tmp_path / "r.json" / "a.jpg")]
+
+
 def test_input_inside_output_folder_exits_2(photos: Path) -> None:
     """An --out that contains an input would skip it, so the run refuses."""
     result = _invoke("run", str(photos), "--out", str(photos))

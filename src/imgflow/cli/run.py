@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,7 @@ from imgflow.runner import (
 )
 from imgflow.stages.ingest import Filters
 from imgflow.stages.store import OutputLayout
+from imgflow.stages.validate import SNIFF_BYTES, sniff_format
 from imgflow.telemetry.logs import LogFormat, current_log_settings, escape_controls
 
 if TYPE_CHECKING:
@@ -360,7 +362,7 @@ def run(
             sources, issues = collect_sources(request)
             for option, path in (("--report", report_path), ("--html", html_path)):
                 if path is not None:
-                    _check_not_overwritten(path, option, request, sources)
+                    sources = _check_not_overwritten(path, option, request, sources)
             if not sources and issues:
                 raise UsageError(
                     "no images found: "
@@ -437,8 +439,13 @@ def _check_inputs_outside(request: RunRequest) -> None:
 
 def _check_not_overwritten(
     path: Path, option: str, request: RunRequest, sources: list[Source]
-) -> None:
-    """Reject a report path that would replace an input or a file imgflow keeps."""
+) -> list[Source]:
+    """Reject a report path that would replace an input or a file imgflow keeps.
+
+    A report that an earlier run wrote among the inputs is no image: it is
+    left out of the inputs and replaced, so the same command runs again.
+    Returns the sources to process.
+    """
     layout = OutputLayout(request.out_dir)
     if layout.manages(path, request.config.variants):
         raise UsageError(
@@ -448,18 +455,33 @@ def _check_not_overwritten(
     try:
         target = os.stat(path)
     except OSError:
-        return  # A new file replaces nothing.
+        return sources  # A new file replaces nothing.
     for source in sources:
         if source.size != target.st_size:
             continue
         same = False
         with contextlib.suppress(OSError):
             same = os.path.samefile(source.path, path)
-        if same:
-            raise UsageError(
-                f"{option} {path} would replace the input image {source.text}; "
-                "name another file"
-            )
+        if not same:
+            continue
+        if not _is_image(source.path):
+            kept = [other for other in sources if other is not source]
+            # Indexes stay the input order without a gap.
+            return [replace(other, index=i) for i, other in enumerate(kept)]
+        raise UsageError(
+            f"{option} {path} would replace the input image {source.text}; "
+            "name another file"
+        )
+    return sources
+
+
+def _is_image(path: str) -> bool:
+    """True when the file's first bytes are those of an image format."""
+    try:
+        with open(path, "rb") as handle:
+            return sniff_format(handle.read(SNIFF_BYTES)) is not None
+    except OSError:
+        return True  # Unknown: treat it as an input, to be safe.
 
 
 def print_summary(summary: RunSummary, out_dir: Path) -> None:

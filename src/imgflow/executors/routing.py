@@ -23,7 +23,7 @@ from PIL import ExifTags, Image
 from imgflow.config import PipelineConfig
 from imgflow.engines import pillow
 from imgflow.records import Header, Source
-from imgflow.stages.validate import header_of, sniff_format
+from imgflow.stages.validate import SNIFF_BYTES, header_of, sniff_format
 
 # Measured on 2 cores with libjpeg-turbo 3 (Pillow 13) and libvips 8.18 by
 # benchmarks/hybrid_threshold.py. Pillow renders the three default variants
@@ -66,7 +66,7 @@ def peek_header(path: str) -> Header | None:
         if handle is None:
             return None
         try:
-            fmt = sniff_format(handle.read(256))
+            fmt = sniff_format(handle.read(SNIFF_BYTES))
             if fmt is None:
                 return None
             handle.seek(0)

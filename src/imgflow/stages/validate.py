@@ -124,6 +124,11 @@ def _bare_dicom(head: bytes) -> bool:
     return False
 
 
+# Enough of a file's start for `sniff_format`: DICOM's preamble and prefix
+# take 132 bytes.
+SNIFF_BYTES = 256
+
+
 def sniff_format(head: bytes) -> str | None:
     """Name the image format from the first bytes of a file, or return None.
 
