@@ -94,6 +94,28 @@ def test_reported_text_of_odd_name_accepted(tmp_path: Path) -> None:
         assert len(list((out / "thumb").glob("*.jpg"))) == 1
 
 
+@pytest.mark.parametrize("mode", ["sequential", "parallel"])
+def test_identical_copies_skipped_on_rerun(tmp_path: Path, mode: str) -> None:
+    """Copies of one photo under one name share outputs and are all skipped later."""
+    folder = tmp_path / "in"
+    photo = _photo(folder / "A" / "IMG.jpg")
+    for copy in ("B", "C"):
+        (folder / copy).mkdir()
+        (folder / copy / "IMG.jpg").write_bytes(photo.read_bytes())
+    out = tmp_path / "out"
+    first = _invoke("run", str(folder), "--out", str(out), "--mode", mode, "-q")
+    assert first.exit_code == 0, first.output
+    (thumb,) = (out / "thumb").iterdir()
+    written = thumb.stat().st_mtime_ns
+    report = tmp_path / "report.json"
+    for _ in range(2):
+        again = _invoke("run", str(folder), "--out", str(out), "--mode", mode,
+                        "--report", str(report))  # fmt: skip
+        assert again.exit_code == 0, again.output
+        assert json.loads(report.read_text())["images"] == []
+    assert thumb.stat().st_mtime_ns == written
+
+
 def test_missing_input_is_an_error(tmp_path: Path) -> None:
     """A path that does not exist makes the run fail instead of exiting 0."""
     result = _invoke("run", str(tmp_path / "nope"), "--out", str(tmp_path / "out"))

@@ -221,6 +221,13 @@ def split_finished(
     """
     finished = catalog.completed(config_sha256)
     layout = OutputLayout(out_dir)
+    # Copies of one photo with the same name share their output files, and
+    # the copy written last sets the files' modification time, so a file
+    # is intact if it matches what any of them recorded.
+    recorded: dict[str, set[tuple[int, int | None]]] = {}
+    for row in finished.values():
+        for path, size, mtime_ns in row["variants"]:
+            recorded.setdefault(path, set()).add((size, mtime_ns))
     to_run: list[Source] = []
     skipped: list[Skipped] = []
     for source in sources:
@@ -229,7 +236,7 @@ def split_finished(
             row is not None
             and row["source_size"] == source.size
             and row["source_mtime_ns"] == source.mtime_ns
-            and _outputs_intact(layout, row)
+            and _outputs_intact(layout, row, recorded)
         )
         if row is not None and unchanged:
             skipped.append(Skipped(source.path, row["status"]))
@@ -246,23 +253,30 @@ def _regular_file(path: Path) -> os.stat_result | None:
     return info if stat.S_ISREG(info.st_mode) else None
 
 
-def _variant_intact(path: Path, size: int, mtime_ns: int | None) -> bool:
+def _variant_intact(path: Path, recorded: set[tuple[int, int | None]]) -> bool:
     info = _regular_file(path)
-    if info is None or info.st_size != size:
+    if info is None:
         return False
-    return mtime_ns is None or info.st_mtime_ns == mtime_ns
+    return any(
+        info.st_size == size and (mtime_ns is None or info.st_mtime_ns == mtime_ns)
+        for size, mtime_ns in recorded
+    )
 
 
-def _outputs_intact(layout: OutputLayout, row: dict[str, Any]) -> bool:
+def _outputs_intact(
+    layout: OutputLayout,
+    row: dict[str, Any],
+    recorded: dict[str, set[tuple[int, int | None]]],
+) -> bool:
     """True when a finished image's variants and sidecar are all on disk.
 
-    A variant must have the size and the modification time the catalog
-    recorded. Like rsync's quick check, this catches a file replaced or cut
-    short since, without reading it.
+    A variant must have a size and a modification time that the catalog
+    recorded for its path (`recorded`). Like rsync's quick check, this
+    catches a file replaced or cut short since, without reading it.
     """
     if not all(
-        _variant_intact(layout.root / path, size, mtime_ns)
-        for path, size, mtime_ns in row["variants"]
+        _variant_intact(layout.root / path, recorded[path])
+        for path, _size, _mtime_ns in row["variants"]
     ):
         return False
     return (
