@@ -225,8 +225,8 @@ def split_finished(
     # the copy written last sets the files' modification time, so a file
     # is intact if it matches what any of them recorded.
     recorded: dict[str, set[tuple[int, int | None]]] = {}
-    for row in finished.values():
-        for path, size, mtime_ns in row["variants"]:
+    for image in finished.values():
+        for path, size, mtime_ns in image["variants"]:
             recorded.setdefault(path, set()).add((size, mtime_ns))
     to_run: list[Source] = []
     skipped: list[Skipped] = []
