@@ -52,6 +52,20 @@ def test_symlink_loop_listed_once(tmp_path: Path) -> None:
     assert len(_names(found)) == 5
 
 
+def test_file_symlink_loop_in_folder(tmp_path: Path) -> None:
+    """Links that point at each other are listed as files, unless excluded."""
+    (tmp_path / "a.jpg").write_bytes(b"x")
+    os.symlink(tmp_path / "y.jpg", tmp_path / "x.jpg")
+    os.symlink(tmp_path / "x.jpg", tmp_path / "y.jpg")
+    found = list(iter_inputs([str(tmp_path)]))
+    assert [item for item in found if isinstance(item, IngestIssue)] == []
+    assert _names(found) == ["a.jpg", "x.jpg", "y.jpg"]
+    excluded = list(
+        iter_inputs([str(tmp_path)], filters=Filters(exclude=("[xy].jpg",)))
+    )
+    assert excluded == [tmp_path / "a.jpg"]
+
+
 def test_missing_input_reported(tmp_path: Path) -> None:
     """A path that does not exist becomes an issue, not an exception."""
     found = list(iter_inputs([str(tmp_path / "nope.jpg")]))

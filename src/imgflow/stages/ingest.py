@@ -96,9 +96,17 @@ def _walk(
             return
         for entry in entries:
             path = Path(entry.path)
+            accepted = filters.accepts(path.relative_to(root).as_posix())
             try:
                 is_dir = entry.is_dir()
             except OSError as exc:
+                if not accepted:
+                    continue
+                if exc.errno == errno.ELOOP:
+                    # A symlink loop: read it as a named input is read, and
+                    # rejected there as not a regular file.
+                    yield path
+                    continue
                 # The folder lists it but may not be searched, as for a named input.
                 yield IngestIssue(
                     str(path), f"cannot read input: {exc.strerror or exc}"
@@ -106,7 +114,7 @@ def _walk(
                 continue
             if is_dir:
                 yield from visit(path)
-            elif filters.accepts(path.relative_to(root).as_posix()):
+            elif accepted:
                 yield path
 
     yield from visit(root)
