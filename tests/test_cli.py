@@ -428,6 +428,27 @@ def test_run_warns_oversubscribed_workers(photos: Path, tmp_path: Path) -> None:
     assert f"--workers {workers} on {default_workers()} cores" in output
 
 
+def test_stop_signals_ignored_while_exiting(tmp_path: Path) -> None:
+    """A signal while the finished command exits does not change its status."""
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(jpeg_bytes(Image.fromarray(quadrant_pixels(64, 48))))
+    # Exit handlers run last first, so this one sees the state the command left.
+    script = (
+        "import atexit, signal, sys\n"
+        "atexit.register(lambda: print(signal.getsignal(signal.SIGINT).name,"
+        " signal.getsignal(signal.SIGTERM).name))\n"
+        "from imgflow.cli import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, "run", str(photo), "--out",
+         str(tmp_path / "out"), "--mode", "sequential", "-q"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["SIG_IGN", "SIG_IGN"]
+
+
 @pytest.mark.parametrize("mode", ["sequential", "parallel"])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_second_signal_abandons_and_reports(

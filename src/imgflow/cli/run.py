@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -536,7 +538,13 @@ class _SignalStop:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
-        """Handle both signals for the block, then restore the earlier handlers."""
+        """Handle both signals for the block, then restore the earlier handlers.
+
+        Once the interpreter starts to exit, both are ignored: the report is
+        written, and a signal in the last milliseconds would otherwise end
+        the command with the signal's status instead of its own.
+        """
+        _ignore_stop_signals_at_exit()
         previous = {
             sig: signal.signal(sig, self.handle)
             for sig in (signal.SIGINT, signal.SIGTERM)
@@ -546,6 +554,15 @@ class _SignalStop:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+@functools.cache
+def _ignore_stop_signals_at_exit() -> None:
+    def ignore() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+
+    atexit.register(ignore)
 
 
 def _announce(message: str) -> None:
