@@ -1273,3 +1273,55 @@ def test_unusual_tiff_samples_keep_their_tones(
     thumb = np.asarray(open_variant(tmp_path / "out", result, "thumb").convert("L"))
     assert thumb[:, :24].mean() <= 2
     assert abs(thumb[:, 40:].mean() - 200) <= 3
+
+
+def _full_range_tiff(kind: str) -> bytes:
+    """A grey TIFF of three bands of columns: the lowest value, zero, the highest."""
+    ranges = {
+        "signed-16-bit": (-32768, 32767, np.int16),
+        "float-minus-1-to-1": (-1.0, 1.0, np.float32),
+    }
+    low, high, dtype = ranges[kind]
+    samples = np.zeros((48, 96), dtype)
+    samples[:, :32] = low
+    samples[:, 64:] = high
+    return pyvips.Image.new_from_array(samples).tiffsave_buffer()
+
+
+@pytest.mark.parametrize("kind", ["signed-16-bit", "float-minus-1-to-1"])
+def test_negative_tiff_samples_kept(
+    write_file: WriteFile, process: Process, tmp_path: Path, kind: str
+) -> None:
+    """Negative samples are scaled into the tones, not cut to black."""
+    result = process(write_file(f"{kind}.tif", _full_range_tiff(kind)))
+    assert result.status is Status.DONE, result.message
+    thumb = np.asarray(open_variant(tmp_path / "out", result, "thumb").convert("L"))
+    assert thumb[:, :24].mean() <= 2
+    assert abs(thumb[:, 40:56].mean() - 128) <= 3
+    assert thumb[:, 72:].mean() >= 253
+
+
+def test_tiff_extra_samples_dropped(
+    write_file: WriteFile, process: Process, tmp_path: Path
+) -> None:
+    """A 5-sample TIFF keeps its first three samples as RGB."""
+    pixels = np.zeros((48, 64, 5), np.uint8)
+    pixels[..., 0] = 200
+    result = process(
+        write_file("five.tif", pyvips.Image.new_from_array(pixels).tiffsave_buffer())
+    )
+    assert result.status is Status.DONE, result.message
+    thumb = open_variant(tmp_path / "out", result, "thumb").convert("RGB")
+    red, green, blue = thumb.getpixel((10, 10))
+    assert abs(red - 200) <= 3
+    assert green <= 3
+    assert blue <= 3
+
+
+def test_double_tiff_named_undecodable(write_file: WriteFile, process: Process) -> None:
+    """64-bit float samples, which libvips cannot read, get their own reason."""
+    samples = np.linspace(0, 1, 48 * 64).reshape(48, 64)
+    tiff = pyvips.Image.new_from_array(samples).tiffsave_buffer()
+    result = process(write_file("double.tif", tiff))
+    assert result.reason is Reason.DECODE_FAILED, result.message
+    assert "64-bit floating point" in (result.message or "")

@@ -99,6 +99,10 @@ def _decode_failure(header: Header, data: bytes, exc: Exception) -> Rejected:
 
 
 def _to_8bit_srgb(image: pyvips.Image) -> pyvips.Image:
+    if image.bands > 4 and image.interpretation != "cmyk":
+        # Extra samples past RGB and alpha have no colour meaning, and
+        # libvips cannot convert or flatten such an image.
+        image = image.extract_band(0, n=3).copy(interpretation="srgb")
     grey = image.interpretation in ("b-w", "grey16")
     if image.format != "uchar" or image.interpretation not in ("srgb", "b-w"):
         image = image.colourspace("b-w" if grey else "srgb")
@@ -133,23 +137,34 @@ def _load_scaled_to_8bit(data: bytes, load_options: str) -> pyvips.Image | None:
 
     `thumbnail` casts such samples to 8 bits unscaled, which makes a float
     image of 0 to 1 black and a signed 16-bit one half as bright. Integers
-    are scaled from their format's range. Floats are scaled from 0 to 1
-    when none is above 1, and are otherwise taken as 0 to 255. None leaves
-    the image to `thumbnail`.
+    are scaled from 0 to their format's largest value, or from its smallest
+    when a sample is negative. Floats are scaled from 0 to 1 when all are
+    in that range, from -1 to 1 when all are in that one, and are otherwise
+    taken as 0 to 255. None leaves the image to `thumbnail`.
     """
     image = pyvips.Image.new_from_source(
         memory_source(data), load_options, access="sequential"
     )
     if image.format in _SAMPLE_MAXIMUM:
-        image = image * (255 / _SAMPLE_MAXIMUM[image.format])
+        largest = _SAMPLE_MAXIMUM[image.format]
+        signed = image.format in ("char", "short", "int")
+        if signed:
+            image = image.copy_memory()
+        if signed and image.min() < 0:
+            image = (image + (largest + 1)) * (255 / (2 * largest + 1))
+        else:
+            image = image * (255 / largest)
     elif image.format in ("float", "double") and image.interpretation in (
         "b-w",
         "srgb",
         "multiband",
     ):
         image = image.copy_memory()
-        if image.max() <= 1.0:
+        low, high = image.min(), image.max()
+        if 0.0 <= low and high <= 1.0:
             image = image * 255
+        elif -1.0 <= low and high <= 1.0:
+            image = (image + 1) * 127.5
     else:
         return None
     interpretation = "b-w" if image.bands < 3 else "srgb"

@@ -310,6 +310,11 @@ def memory_source(data: bytes) -> pyvips.Source:
     return pyvips.Source.new_from_memory(data)
 
 
+# libvips' TIFF loader says this of a valid file whose sample format and
+# size it has no reader for, such as 64-bit floats.
+_UNSUPPORTED_SAMPLES = "samples out of range"
+
+
 def read_header(data: bytes, fmt: str) -> Header:
     """Parse the header with libvips; no pixels are decoded."""
     try:
@@ -318,6 +323,13 @@ def read_header(data: bytes, fmt: str) -> Header:
         )
     except pyvips.Error as exc:
         detail = _structure_problem(fmt, data) or error_lines(exc)[-1]
+        if fmt == "tiff" and _UNSUPPORTED_SAMPLES in detail:
+            raise Rejected(
+                Reason.DECODE_FAILED,
+                "tiff samples of a kind libvips cannot decode, such as 64-bit "
+                f"floating point: {detail}",
+                stage=STAGE,
+            ) from None
         reason = undecodable_reason(fmt, data, detail)
         raise Rejected(
             reason, f"{fmt} header could not be parsed: {detail}", stage=STAGE
