@@ -24,7 +24,8 @@ from conftest import jpeg_bytes, quadrant_pixels
 from imgflow.config import parse_config
 from imgflow.errors import Reason, Status
 from imgflow.pipeline import Pipeline
-from imgflow.records import ImageResult, Source
+from imgflow.records import Header, ImageResult, Source
+from imgflow.stages.metadata import read_metadata
 from imgflow.stages.validate import error_lines
 
 Colour = tuple[int, int, int]
@@ -1325,3 +1326,32 @@ def test_double_tiff_named_undecodable(write_file: WriteFile, process: Process) 
     result = process(write_file("double.tif", tiff))
     assert result.reason is Reason.DECODE_FAILED, result.message
     assert "64-bit floating point" in (result.message or "")
+
+
+def test_png_text_bomb_warning_plain(write_file: WriteFile, process: Process) -> None:
+    """A zTXt chunk over Pillow's limit gets a warning in plain words."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 24), "red").save(buffer, "PNG")
+    png = buffer.getvalue()
+    bomb = zlib.compress(b"A" * 3 * 2**20)
+    data = png[:33] + png_chunk(b"zTXt", b"Comment\x00\x00" + bomb) + png[33:]
+    result = process(write_file("text-bomb.png", data))
+    assert result.status is Status.DONE, result.message
+    (warning,) = result.warnings
+    assert "decompresses to more than Pillow reads" in warning
+    assert "MAX_TEXT_CHUNK" not in warning
+
+
+def test_large_allowed_png_no_bomb_warning() -> None:
+    """A header under validate.max_pixels but over Pillow's limit reads cleanly."""
+    width, height = 10_000, 9_999
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IEND", b"")
+    header = Header(
+        format="png", width=width, height=height, bands=1, bit_depth=8, pages=1,
+        orientation=1, progressive=False, interpretation="b-w",
+    )  # fmt: skip
+    fields, warnings = read_metadata(data, header, "0" * 64)
+    assert fields["width"] == width
+    # The file holds no pixel data, which only the EXIF reader notices.
+    assert not [text for text in warnings if "decompression bomb" in text]

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from PIL import Image, IptcImagePlugin, UnidentifiedImageError
+from PIL import Image, IptcImagePlugin, PngImagePlugin, UnidentifiedImageError
 
 from imgflow.config import OutputConfig
 from imgflow.records import Header
@@ -133,7 +133,16 @@ def _gps(gps_ifd: dict[int, Any]) -> dict[str, float]:
     return position
 
 
+# Validation checks each image's pixel count against validate.max_pixels
+# from its header before anything decodes it. Pillow's own limit (about
+# 89 MP, an error at twice that) only added a warning below the configured
+# limit, or lost the metadata of an image the configuration allows.
+Image.MAX_IMAGE_PIXELS = None
+
 _OBJECT_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
+# Pillow's error for a compressed PNG chunk over its limit, a guard
+# against decompression bombs.
+_TEXT_CHUNK_LIMIT = "MAX_TEXT_CHUNK"
 
 
 class _Collector:
@@ -156,6 +165,12 @@ class _Collector:
             # Pillow names the in-memory file by its address, which changes
             # from run to run; the sidecars must not.
             message = _OBJECT_ADDRESS.sub(">", str(exc))
+            if _TEXT_CHUNK_LIMIT in message:
+                message = (
+                    "a PNG text or profile chunk decompresses to more than Pillow "
+                    f"reads ({PngImagePlugin.MAX_TEXT_CHUNK // 2**20} MB), so the "
+                    "EXIF, IPTC, XMP and colour profile fields were not read"
+                )
             self.warnings.append(f"{label}: {message}".strip())
             return None
 
