@@ -133,12 +133,6 @@ def _gps(gps_ifd: dict[int, Any]) -> dict[str, float]:
     return position
 
 
-# Validation checks each image's pixel count against validate.max_pixels
-# from its header before anything decodes it. Pillow's own limit (about
-# 89 MP, an error at twice that) only added a warning below the configured
-# limit, or lost the metadata of an image the configuration allows.
-Image.MAX_IMAGE_PIXELS = None
-
 _OBJECT_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
 # Pillow's error for a compressed PNG chunk over its limit, a guard
 # against decompression bombs.
@@ -302,6 +296,11 @@ def read_metadata(
     # warning; those become warnings of this image.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        # Validation has checked the pixel count against validate.max_pixels,
+        # so Pillow's own limit of about 89 MP would only add a warning.
+        # NOTE: above twice that limit, allowed only by a raised max_pixels,
+        # Pillow refuses to open the file and its metadata is not read.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         _read_fields(data, metadata, collect)
     collect.warnings.extend(str(warning.message) for warning in caught)
     # Pillow can warn twice about one fault, with stray spaces in the text.
