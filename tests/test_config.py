@@ -31,6 +31,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
         ({"transform": {"background": "white"}}, 'expected a colour like "#ffffff"'),
         ({"variants": {}}, "at least one variant"),
         ({"variants": {"Big Thumb": {"size": 5}}}, "variant name 'Big Thumb'"),
+        ({"variants": {"_x": {"size": 5}}}, "starting with a letter or digit"),
+        ({"variants": {"x" * 65: {"size": 5}}}, "must be 1 to 64"),
         ({"variants": {"t": {}}}, "set size, or width, height or both"),
         ({"variants": {"t": {"size": 5, "width": 4}}}, "not both"),
         (

@@ -480,6 +480,19 @@ def test_output_replaced_by_folder_fails_image_only(tmp_path: Path) -> None:
     assert variant.is_dir()
 
 
+def test_foreign_catalog_named(tmp_path: Path) -> None:
+    """A database with other tables in the catalog's place is named as such."""
+    out = tmp_path / "out"
+    out.mkdir()
+    with sqlite3.connect(out / "catalog.sqlite") as connection:
+        connection.execute("CREATE TABLE images (source TEXT PRIMARY KEY)")
+    _photo(tmp_path / "in" / "a.jpg")
+    result = _invoke("run", str(tmp_path / "in"), "--out", str(out))
+    assert result.exit_code == 2, result.output
+    assert "not an imgflow catalog" in result.text
+    assert "free space" not in result.text
+
+
 def test_catalog_folder_is_usage_error(tmp_path: Path) -> None:
     """A folder where the catalog belongs stops run and dlq with exit 2."""
     out = tmp_path / "out"

@@ -292,8 +292,8 @@ def _check_variant_name(name: str) -> None:
         )
     if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name):
         raise ValueError(
-            f"variants: variant name {name!r} must be lower-case letters, "
-            "digits, '-' or '_'"
+            f"variants: variant name {name!r} must be 1 to 64 lower-case letters, "
+            "digits, '-' or '_', starting with a letter or digit"
         )
 
 

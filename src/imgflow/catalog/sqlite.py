@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -94,12 +95,19 @@ _STATE_OF = {Status.DONE: DONE, Status.REJECTED: REJECTED, Status.FAILED: DEAD}
 # SQLite's names for a file that is not a sound database. Other errors at
 # open (a full disk, a file size limit, a read-only folder) leave it intact.
 _DAMAGED = {"SQLITE_NOTADB", "SQLITE_CORRUPT"}
+# A sound database whose tables are not the ones imgflow writes.
+_OTHER_SCHEMA = re.compile(r"(no such (table|column)|table \w+ has no column)")
 
 
 def remedy(path: Path, exc: sqlite3.Error) -> str:
     """Return what to do about a SQLite error on the catalog at `path`."""
     if getattr(exc, "sqlite_errorname", "") in _DAMAGED:
         return "move it away to start a new catalog, or restore it from a backup"
+    if _OTHER_SCHEMA.match(str(exc)):
+        return (
+            "it is not an imgflow catalog, or one of another version; move it "
+            "away to start a new catalog"
+        )
     return (
         "check the free space, the file size limit (ulimit -f) and the "
         f"permissions of {path.parent}"
