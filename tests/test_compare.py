@@ -382,8 +382,11 @@ def test_run_rounds_interrupt_keeps_finished(
 
 def _unwritable_targets(tmp_path: Path) -> list[tuple[Path, str]]:
     """Report paths that cannot take a file, with the reason the check gives."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
     return [
         (Path("/proc/imgflow-compare.out"), "cannot write in the folder /proc"),
+        (a_file / "compare.out", f"{a_file} is not a folder"),
         (tmp_path, "is a folder"),
         (tmp_path / "missing" / "compare.out", "does not exist"),
         (Path("/dev/null"), "not a regular file"),

@@ -43,7 +43,8 @@ def check_output_file(path: Path, option: str) -> Path:
         raise UsageError(f"{option} {path} is {kind}; name a regular file")
     parent = target.parent
     if not parent.is_dir():
-        raise UsageError(f"{option} {path}: the folder {parent} does not exist")
+        problem = "is not a folder" if parent.exists() else "does not exist"
+        raise UsageError(f"{option} {path}: {parent} {problem}")
     try:
         with tempfile.NamedTemporaryFile(dir=parent, prefix=".imgflow-probe."):
             pass
