@@ -349,6 +349,15 @@ def test_report_among_inputs_reruns(tmp_path: Path) -> None:
     assert sources == [str(tmp_path / "r.json" / "a.jpg")]
 
 
+def test_filters_passing_nothing_exit_2(photos: Path, tmp_path: Path) -> None:
+    """Patterns that leave out every file are a usage error, not an empty run."""
+    result = _invoke(
+        "run", str(photos), "--out", str(tmp_path / "out"), "--include", "["
+    )
+    assert result.exit_code == 2, result.output
+    assert "no input file passes --include '['" in " ".join(result.output.split())
+
+
 def test_input_inside_output_folder_exits_2(photos: Path) -> None:
     """An --out that contains an input would skip it, so the run refuses."""
     result = _invoke("run", str(photos), "--out", str(photos))

@@ -118,10 +118,13 @@ def test_identical_copies_skipped_on_rerun(tmp_path: Path, mode: str) -> None:
 
 def test_missing_input_is_an_error(tmp_path: Path) -> None:
     """A path that does not exist makes the run fail instead of exiting 0."""
-    result = _invoke("run", str(tmp_path / "nope"), "--out", str(tmp_path / "out"))
+    out = tmp_path / "new" / "out"
+    result = _invoke("run", str(tmp_path / "nope"), "--out", str(out))
     assert result.exit_code == 2
     assert "no images found" in result.text
     assert "input not found" in result.text
+    # The output folders the check created are gone again.
+    assert not (tmp_path / "new").exists()
 
 
 def test_missing_input_beside_real_one_exits_one(tmp_path: Path) -> None:

@@ -13,10 +13,18 @@ from imgflow.errors import ImgflowError, UsageError
 from imgflow.stages.store import LOCK_NAME, write_atomic
 
 
-def check_writable(out_dir: Path) -> None:
-    """Create `out_dir` if needed and prove a file can be written in it."""
+def check_writable(out_dir: Path) -> Path | None:
+    """Create `out_dir` if needed and prove a file can be written in it.
+
+    Returns the outermost folder it created, for `remove_created`, or None.
+    """
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} exists and is not a folder")
+    created = None
+    for folder in (out_dir, *out_dir.parents):
+        if folder.exists():
+            break
+        created = folder
     probe = out_dir / f".imgflow-probe.{os.getpid()}"
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -26,6 +34,20 @@ def check_writable(out_dir: Path) -> None:
         raise UsageError(
             f"cannot write to the output folder {out_dir}: {exc.strerror or exc}"
         ) from None
+    return created
+
+
+def remove_created(out_dir: Path, created: Path | None) -> None:
+    """Remove the folders `check_writable` created, up to `created`, if empty."""
+    if created is None:
+        return
+    for folder in (out_dir, *out_dir.parents):
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # Not empty, or already gone: keep the rest too.
+        if folder == created:
+            return
 
 
 def check_output_file(path: Path, option: str) -> Path:

@@ -33,7 +33,7 @@ from imgflow.executors import MODES, RunControl, pool_workers
 from imgflow.executors.hybrid import ENGINES
 from imgflow.executors.parallel import default_workers
 from imgflow.executors.pool import reserved_workers
-from imgflow.outdir import check_output_file, check_writable, locked
+from imgflow.outdir import check_output_file, check_writable, locked, remove_created
 from imgflow.records import Source, display_path
 from imgflow.runner import (
     RunRequest,
@@ -313,13 +313,14 @@ def run(
     setup_logging(verbose, quiet, log_format)
     stop = _SignalStop()
     with stop.installed():
+        created: Path | None = None
         try:
             config = load_config(config_path)
             if not inputs and not list_files:
                 raise UsageError(
                     "no input given: name folders or files, or use --files-from"
                 )
-            check_writable(out_dir)
+            created = check_writable(out_dir)
             if report_path is not None:
                 check_output_file(report_path, "--report")
             if html_path is not None:
@@ -373,6 +374,13 @@ def run(
                         for issue in issues[:5]
                     )
                 )
+            if not sources and (include or exclude):
+                patterns = [f"--include {p!r}" for p in include]
+                patterns += [f"--exclude {p!r}" for p in exclude]
+                raise UsageError(
+                    f"no input file passes {', '.join(patterns)}; patterns match "
+                    "names or paths below the input folder (see --help)"
+                )
             stop.control = request.control()
             with (
                 # First, while this process has one thread and no output file open.
@@ -394,6 +402,8 @@ def run(
             if html_path is not None:
                 write_html_report(summary, html_path)
         except (ConfigError, UsageError) as exc:
+            # A run that never started leaves no empty output folder behind.
+            remove_created(out_dir, created)
             print_error(str(exc))
             sys.exit(ExitCode.USAGE)
 
