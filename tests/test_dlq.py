@@ -142,6 +142,15 @@ def test_purge_accepts_relative_path(
     assert "not in the dead-letter queue" not in result.text
 
 
+def test_purge_unknown_source_exits_2(dead_run: tuple[Path, Path]) -> None:
+    """purge names a source not in the queue, drops the others, and exits 2."""
+    out, dead = dead_run
+    result = _cli("dlq", "purge", "--out", str(out), "unknown.jpg", str(dead))
+    assert result.exit_code == 2
+    assert "Purged 1 dead image" in result.text
+    assert "unknown.jpg is not in the dead-letter queue" in result.text
+
+
 def test_dlq_on_missing_catalog(tmp_path: Path) -> None:
     """A folder without a catalog is a usage error."""
     result = _cli("dlq", "list", "--out", str(tmp_path))

@@ -201,7 +201,11 @@ def _as_recorded(source: str) -> str:
 @_OUT_OPTION
 @click.argument("sources", nargs=-1)
 def dlq_purge(out_dir: Path, sources: tuple[str, ...]) -> None:
-    """Drop SOURCES (or every dead image) from the queue and the catalog."""
+    """Drop SOURCES (or every dead image) from the queue and the catalog.
+
+    A named source that is not in the queue is reported, the others are
+    dropped, and the command exits with status 2, as `dlq show` does.
+    """
     catalog = _open_catalog(out_dir)
     with _using(catalog):
         dead = {row["source"] for row in catalog.dead_letters()}
@@ -214,6 +218,8 @@ def dlq_purge(out_dir: Path, sources: tuple[str, ...]) -> None:
             source for source, path in recorded.items() if path not in dead
         )
         catalog.purge(chosen)
-    for source in unknown:
-        stderr.print(f"[yellow]not in the dead-letter queue:[/yellow] {source}")
     stdout.print(f"Purged {plural(len(chosen), 'dead image')}.", highlight=False)
+    for source in unknown:
+        print_error(f"{source} is not in the dead-letter queue")
+    if unknown:
+        sys.exit(ExitCode.USAGE)
