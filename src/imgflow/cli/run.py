@@ -477,9 +477,9 @@ def _check_not_overwritten(
         if not same:
             continue
         if not _is_image(source.path):
-            kept = [other for other in sources if other is not source]
+            remaining = [other for other in sources if other is not source]
             # Indexes stay the input order without a gap.
-            return [replace(other, index=i) for i, other in enumerate(kept)]
+            return [replace(other, index=i) for i, other in enumerate(remaining)]
         raise UsageError(
             f"{option} {path} would replace the input image {source.text}; "
             "name another file"

@@ -103,8 +103,8 @@ def _walk(
                 if not accepted:
                     continue
                 if exc.errno == errno.ELOOP:
-                    # A symlink loop: read it as a named input is read, and
-                    # rejected there as not a regular file.
+                    # A symlink loop: pass it on like a named input, which
+                    # reading then rejects as not a regular file.
                     yield path
                     continue
                 # The folder lists it but may not be searched, as for a named input.

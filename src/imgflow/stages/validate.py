@@ -310,8 +310,8 @@ def memory_source(data: bytes) -> pyvips.Source:
     return pyvips.Source.new_from_memory(data)
 
 
-# libvips' TIFF loader says this of a valid file whose sample format and
-# size it has no reader for, such as 64-bit floats.
+# libvips' TIFF loader raises this for a valid file whose sample format
+# and size it has no reader for, such as 64-bit floats.
 _UNSUPPORTED_SAMPLES = "samples out of range"
 
 
