@@ -333,6 +333,19 @@ def test_report_cannot_replace_input(photos: Path, tmp_path: Path) -> None:
     assert source.read_bytes() == before
 
 
+def test_report_cannot_replace_other_image(photos: Path, tmp_path: Path) -> None:
+    """A report path naming an image that is not an input is refused too."""
+    other = tmp_path / "other.jpg"
+    other.write_bytes((photos / "p0.jpg").read_bytes())
+    before = other.read_bytes()
+    result = _invoke(
+        "run", str(photos), "--out", str(tmp_path / "out"), "--html", str(other)
+    )
+    assert result.exit_code == 2, result.output
+    assert "would replace an image" in result.output
+    assert other.read_bytes() == before
+
+
 def test_report_among_inputs_reruns(tmp_path: Path) -> None:
     """A report written into the input folder is no input of the next run."""
     photo = jpeg_bytes(Image.fromarray(quadrant_pixels(64, 48)))

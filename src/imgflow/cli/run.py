@@ -484,6 +484,8 @@ def _check_not_overwritten(
             f"{option} {path} would replace the input image {source.text}; "
             "name another file"
         )
+    if _is_image(str(path)):
+        raise UsageError(f"{option} {path} would replace an image; name another file")
     return sources
 
 
