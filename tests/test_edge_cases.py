@@ -179,6 +179,21 @@ def test_locked_output_folder_exits_two(tmp_path: Path) -> None:
     assert "in use by another imgflow run" in result.text
 
 
+def test_failed_sidecar_removes_variants(tmp_path: Path) -> None:
+    """When the sidecar cannot be written, the image's variants are removed."""
+    photo = _photo(tmp_path / "in" / "a.jpg")
+    first = tmp_path / "first"
+    assert _invoke("run", str(photo), "--out", str(first), "-q").exit_code == 0
+    (sidecar,) = (first / "meta").iterdir()
+    # A fresh output folder whose sidecar path is taken by a folder.
+    out = tmp_path / "out"
+    (out / "meta" / sidecar.name).mkdir(parents=True)
+    result = _invoke("run", str(photo), "--out", str(out), "-q", "--retries", "0")
+    assert result.exit_code == 1, result.output
+    assert list(out.glob("thumb/*")) == []
+    assert list(out.glob("medium/*")) == []
+
+
 def test_failed_write_removes_partial_variant_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

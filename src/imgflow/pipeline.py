@@ -195,14 +195,20 @@ class Pipeline:
         clock = StageClock(loaded.timings)
         fsync = self.config.output.fsync
         variants = store_variants(self.layout, loaded.key, rendered, fsync=fsync)
-        store_sidecar(
-            self.layout,
-            loaded.key,
-            described.metadata,
-            variants,
-            described.warnings,
-            fsync=fsync,
-        )
+        try:
+            store_sidecar(
+                self.layout,
+                loaded.key,
+                described.metadata,
+                variants,
+                described.warnings,
+                fsync=fsync,
+            )
+        except StageFailed:
+            # An image is stored whole or not at all, sidecar included.
+            for variant in variants:
+                (self.layout.root / variant.path).unlink(missing_ok=True)
+            raise
         clock.lap(store.STAGE)
         return ImageResult(
             source=loaded.source,
