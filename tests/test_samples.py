@@ -78,6 +78,16 @@ def test_samples_command_keeps_existing_photo(tmp_path: Path) -> None:
     assert photo.read_bytes()[:2] == b"\xff\xd8"
 
 
+def test_samples_failed_write_leaves_no_partial(tmp_path: Path) -> None:
+    """A name taken by a folder stops the command and leaves no partial file."""
+    (tmp_path / "IMG_0002.jpg").mkdir()
+    args = ["samples", str(tmp_path), "--count", "3", "--megapixels", "0.01"]
+    result = CliRunner().invoke(main, [*args, "--force"])
+    assert result.exit_code == 2, result.output
+    assert "IMG_0002.jpg" in " ".join(result.output.split())
+    assert not list(tmp_path.glob(".*.partial"))
+
+
 @pytest.mark.parametrize("megapixels", [0, -1, math.nan, math.inf])
 def test_frame_size_rejects_invalid(megapixels: float) -> None:
     with pytest.raises(ValueError, match="megapixels"):

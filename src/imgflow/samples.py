@@ -194,8 +194,14 @@ def generate(
         data = render_jpeg(number, width, height, seed=seed, progressive=progressive)
         path = out_dir / sample_name(number)
         partial = path.with_name(f".{path.name}.partial")
-        partial.write_bytes(data)
-        os.replace(partial, path)
+        try:
+            partial.write_bytes(data)
+            os.replace(partial, path)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            # Name the file, which the error of a failed rename leaves out.
+            exc.filename = str(path)
+            raise
         paths.append(path)
     return paths
 

@@ -95,9 +95,7 @@ def samples(
             out_dir, count, megapixels=megapixels, seed=seed, progressive=progressive
         )
     except OSError as exc:
-        stderr.print(
-            f"[red]error:[/red] cannot write to {out_dir}: {exc.strerror or exc}"
-        )
+        print_error(f"cannot write {exc.filename or out_dir}: {exc.strerror or exc}")
         sys.exit(ExitCode.USAGE)
     stdout.print(
         f"Wrote {plural(len(paths), 'sample photo')} to {out_dir}", highlight=False
