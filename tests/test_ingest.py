@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,23 @@ def test_file_symlink_loop_in_folder(tmp_path: Path) -> None:
         iter_inputs([str(tmp_path)], filters=Filters(exclude=("[xy].jpg",)))
     )
     assert excluded == [tmp_path / "a.jpg"]
+
+
+def test_folders_nested_past_recursion_limit(tmp_path: Path) -> None:
+    """A tree deeper than Python's recursion limit is walked to its end."""
+    folder = tmp_path
+    for _ in range(400):
+        folder = folder / "d"
+        folder.mkdir()
+    (folder / "deep.jpg").write_bytes(b"x")
+    limit = sys.getrecursionlimit()
+    # A low limit keeps the tree, and the test, small.
+    sys.setrecursionlimit(300)
+    try:
+        found = list(iter_inputs([str(tmp_path)]))
+    finally:
+        sys.setrecursionlimit(limit)
+    assert _names(found) == ["deep.jpg"]
 
 
 def test_missing_input_reported(tmp_path: Path) -> None:

@@ -58,6 +58,13 @@ class Filters:
         return not any(matches(p) for p in self.exclude)
 
 
+@dataclass(frozen=True, slots=True)
+class _Descend:
+    """A subfolder that the walk enters where it sorts."""
+
+    path: Path
+
+
 def _walk(
     root: Path,
     filters: Filters,
@@ -74,7 +81,7 @@ def _walk(
     if seen is None:
         seen = set()
 
-    def visit(folder: Path) -> Iterator[Path | IngestIssue]:
+    def visit(folder: Path) -> Iterator[Path | IngestIssue | _Descend]:
         try:
             info = folder.stat()
         except OSError as exc:
@@ -113,11 +120,21 @@ def _walk(
                 )
                 continue
             if is_dir:
-                yield from visit(path)
+                yield _Descend(path)
             elif accepted:
                 yield path
 
-    yield from visit(root)
+    # A stack of folder listings instead of recursion, so that folders nested
+    # deeper than Python's recursion limit are walked too.
+    stack = [visit(root)]
+    while stack:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+        elif isinstance(item, _Descend):
+            stack.append(visit(item.path))
+        else:
+            yield item
 
 
 def _read_list(spec: str) -> Iterator[Path]:
