@@ -110,6 +110,14 @@ def test_retry_clears_queue(dead_run: tuple[Path, Path]) -> None:
     assert list((out / "thumb").glob("ioerror_once-*.jpg"))
 
 
+def test_retry_stored_config_no_warnings(dead_run: tuple[Path, Path]) -> None:
+    """The stored configuration's filled-in defaults do not warn on retry."""
+    out, _dead = dead_run
+    result = _cli("dlq", "retry", "--out", str(out), "--mode", "sequential")
+    assert result.exit_code == 0, result.text
+    assert "has no effect" not in result.text
+
+
 def test_retry_of_deleted_source_says_it_stays(dead_run: tuple[Path, Path]) -> None:
     """A dead image whose file is gone stays queued, and the retry prints what to do."""
     out, dead = dead_run

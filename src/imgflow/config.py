@@ -474,10 +474,14 @@ _TABLES: dict[str, type[_Section]] = {
 }
 
 
-def parse_config(data: dict[str, Any], *, source: str = "config") -> PipelineConfig:
+def parse_config(
+    data: dict[str, Any], *, source: str = "config", stored: bool = False
+) -> PipelineConfig:
     """Validate a decoded TOML table; raise ConfigError naming each bad key.
 
     Every setting is checked on its own, so one message names each bad one.
+    `stored` marks a configuration that a run saved with every default
+    filled in, so settings its formats do not use are not warned about.
     """
     errors: list[str] = []
     known = [*_TABLES, "variants"]
@@ -502,7 +506,7 @@ def parse_config(data: dict[str, Any], *, source: str = "config") -> PipelineCon
                 checked[name] = _check_table(
                     settings, Variant, f"variants.{name}", errors
                 )
-                if isinstance(checked[name], Variant):
+                if isinstance(checked[name], Variant) and not stored:
                     # Such a setting is harmless and most likely meant for
                     # another format, so it only warns.
                     for message in _unused_settings(name, settings, checked[name]):

@@ -163,7 +163,9 @@ def dlq_retry(
             config = load_config(config_path)
         else:
             config = parse_config(
-                json.loads(stored or "{}"), source="stored configuration"
+                json.loads(stored or "{}"),
+                source="stored configuration",
+                stored=True,
             )
         # The catalog records text forms; undecodable file names need their bytes.
         request = RunRequest(
