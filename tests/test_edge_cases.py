@@ -511,6 +511,26 @@ def test_foreign_catalog_named(tmp_path: Path) -> None:
     assert "free space" not in result.text
 
 
+@pytest.mark.parametrize(
+    "tables", ["notes (body TEXT)", "images (id INTEGER, name TEXT)"]
+)
+def test_foreign_database_left_unchanged(tmp_path: Path, tables: str) -> None:
+    """Another program's database is refused before imgflow writes to it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    catalog = out / "catalog.sqlite"
+    with sqlite3.connect(catalog) as connection:
+        connection.execute(f"CREATE TABLE {tables}")
+    connection.close()
+    before = catalog.read_bytes()
+    _photo(tmp_path / "in" / "a.jpg")
+    result = _invoke("run", str(tmp_path / "in"), "--out", str(out))
+    assert result.exit_code == 2, result.output
+    assert "not an imgflow catalog" in result.text
+    assert catalog.read_bytes() == before
+    assert not (out / "catalog.sqlite-wal").exists()
+
+
 def test_catalog_folder_is_usage_error(tmp_path: Path) -> None:
     """A folder where the catalog belongs stops run and dlq with exit 2."""
     out = tmp_path / "out"

@@ -142,6 +142,7 @@ class SQLiteCatalog:
         self.connection.row_factory = sqlite3.Row
         try:
             with self.errors_as_usage_errors("be opened"):
+                self._check_is_catalog()
                 self.connection.execute("PRAGMA journal_mode=WAL")
                 self.connection.execute("PRAGMA synchronous=NORMAL")
                 self.connection.execute("PRAGMA foreign_keys=ON")
@@ -166,6 +167,30 @@ class SQLiteCatalog:
                 f"the catalog {self.path} cannot {action} ({exc}); "
                 f"{remedy(self.path, exc)}"
             ) from None
+
+    def _check_is_catalog(self) -> None:
+        """Raise UsageError, before anything is written, for another program's database.
+
+        A new file has no tables. A catalog of any imgflow version has an
+        `images` table keyed by `source`.
+        """
+        tables = {
+            row["name"]
+            for row in self.connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            )
+        }
+        if not tables:
+            return
+        columns = {
+            row["name"] for row in self.connection.execute("PRAGMA table_info(images)")
+        }
+        if "source" not in columns:
+            raise UsageError(
+                f"the catalog {self.path} holds tables of another program "
+                f"({', '.join(sorted(tables))}); it is not an imgflow catalog, so "
+                "move it away or name another --out"
+            )
 
     def _add_missing_columns(self) -> None:
         """Bring a catalog written by an earlier version up to this schema."""
