@@ -1355,3 +1355,24 @@ def test_large_allowed_png_no_bomb_warning() -> None:
     assert fields["width"] == width
     # The file holds no pixel data, which only the EXIF reader notices.
     assert not [text for text in warnings if "decompression bomb" in text]
+
+
+@pytest.mark.parametrize("odd", [np.inf, -np.inf, np.nan])
+def test_float_tiff_odd_sample_ignored(
+    write_file: WriteFile, process: Process, tmp_path: Path, odd: float
+) -> None:
+    """One infinite or NaN sample neither sets the range nor blacks out the image."""
+    samples = (_half_bright_float() / 255).astype(np.float32)
+    samples[0, 0] = odd
+    result = process(
+        write_file("odd.tif", pyvips.Image.new_from_array(samples).tiffsave_buffer())
+    )
+    assert result.status is Status.DONE, result.message
+    thumb = np.asarray(open_variant(tmp_path / "out", result, "thumb").convert("L"))
+    assert abs(thumb[:, 40:].mean() - 200) <= 3
+
+
+def _half_bright_float() -> np.ndarray:
+    grey = np.zeros((48, 64), np.float32)
+    grey[:, 32:] = 200
+    return grey

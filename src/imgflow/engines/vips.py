@@ -132,6 +132,11 @@ def _flatten(image: pyvips.Image, rgb: list[int]) -> pyvips.Image:
 _SAMPLE_MAXIMUM = {"char": 127, "short": 32767, "int": 2**31 - 1, "uint": 2**32 - 1}
 
 
+# The largest finite value of a 64-bit float: a NaN or an infinity fails
+# the test `abs(x) <= _FLOAT_MAXIMUM`.
+_FLOAT_MAXIMUM = 1.7976931348623157e308
+
+
 def _load_scaled_to_8bit(data: bytes, load_options: str) -> pyvips.Image | None:
     """Load a TIFF of signed, 32-bit or floating-point samples as 8-bit, or None.
 
@@ -159,7 +164,9 @@ def _load_scaled_to_8bit(data: bytes, load_options: str) -> pyvips.Image | None:
         "srgb",
         "multiband",
     ):
-        image = image.copy_memory()
+        # NaN and infinite samples become 0, so they do not set the range.
+        finite = image.abs() <= _FLOAT_MAXIMUM
+        image = finite.ifthenelse(image, 0).copy_memory()
         low, high = image.min(), image.max()
         if 0.0 <= low and high <= 1.0:
             image = image * 255
