@@ -1376,3 +1376,35 @@ def _half_bright_float() -> np.ndarray:
     grey = np.zeros((48, 64), np.float32)
     grey[:, 32:] = 200
     return grey
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "middle"),
+    [
+        # Linear light in these ranges: the middle is 0.5, which is 188 in sRGB.
+        (0.0, 1.0, 188),
+        (-1.0, 1.0, 188),
+        # Otherwise the samples are sRGB values.
+        (0.0, 255.0, 128),
+    ],
+)
+def test_float_rgb_tiff_ranges(
+    write_file: WriteFile,
+    process: Process,
+    tmp_path: Path,
+    low: float,
+    high: float,
+    middle: int,
+) -> None:
+    """Float RGB TIFFs are scaled by their range like grey ones, in linear light."""
+    ramp = np.tile(np.linspace(low, high, 256, dtype=np.float32), (16, 1))
+    samples = np.stack([ramp] * 3, axis=2)
+    result = process(
+        write_file("rgb.tif", pyvips.Image.new_from_array(samples).tiffsave_buffer())
+    )
+    assert result.status is Status.DONE, result.message
+    large = np.asarray(open_variant(tmp_path / "out", result, "large").convert("L"))
+    assert large[8, 0] <= 2
+    assert large[8, 255] >= 253
+    # Column 128 of 256 is the ramp's value 128/255 of the way along.
+    assert abs(int(large[8, 128]) - middle) <= 4

@@ -145,7 +145,10 @@ def _load_scaled_to_8bit(data: bytes, load_options: str) -> pyvips.Image | None:
     are scaled from 0 to their format's largest value, or from its smallest
     when a sample is negative. Floats are scaled from 0 to 1 when all are
     in that range, from -1 to 1 when all are in that one, and are otherwise
-    taken as 0 to 255. None leaves the image to `thumbnail`.
+    taken as 0 to 255. libvips reads float RGB as linear light (scRGB):
+    in the first two ranges it stays linear and is converted to sRGB, and
+    in the third it is taken as sRGB values. None leaves the image to
+    `thumbnail`.
     """
     image = pyvips.Image.new_from_source(
         memory_source(data), load_options, access="sequential"
@@ -163,15 +166,21 @@ def _load_scaled_to_8bit(data: bytes, load_options: str) -> pyvips.Image | None:
         "b-w",
         "srgb",
         "multiband",
+        "scrgb",
     ):
+        linear = image.interpretation == "scrgb"
         # NaN and infinite samples become 0, so they do not set the range.
         finite = image.abs() <= _FLOAT_MAXIMUM
         image = finite.ifthenelse(image, 0).copy_memory()
         low, high = image.min(), image.max()
-        if 0.0 <= low and high <= 1.0:
-            image = image * 255
-        elif -1.0 <= low and high <= 1.0:
-            image = (image + 1) * 127.5
+        if -1.0 <= low < 0.0 and high <= 1.0:
+            image = (image + 1) / 2
+        elif not (0.0 <= low and high <= 1.0):
+            linear = False
+            image = image / 255
+        if linear:
+            return image.copy(interpretation="scrgb").colourspace("srgb")
+        image = image * 255
     else:
         return None
     interpretation = "b-w" if image.bands < 3 else "srgb"
