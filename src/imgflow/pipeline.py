@@ -29,7 +29,13 @@ from imgflow.engines import pillow, vips
 from imgflow.errors import ImageError, Reason, StageFailed, Status, is_lasting
 from imgflow.records import Header, ImageResult, Source
 from imgflow.stages import ingest, metadata, store, transform, validate
-from imgflow.stages.store import OutputLayout, image_key, store_sidecar, store_variants
+from imgflow.stages.store import (
+    OutputLayout,
+    image_key,
+    remove_variants,
+    store_sidecar,
+    store_variants,
+)
 from imgflow.stages.transform import Rendered
 
 log = logging.getLogger(__name__)
@@ -206,8 +212,7 @@ class Pipeline:
             )
         except StageFailed:
             # An image is stored whole or not at all, sidecar included.
-            for variant in variants:
-                (self.layout.root / variant.path).unlink(missing_ok=True)
+            remove_variants(self.layout, variants)
             raise
         clock.lap(store.STAGE)
         return ImageResult(

@@ -118,18 +118,15 @@ class OutputLayout:
 def store_variants(
     layout: OutputLayout, key: str, rendered: list[Rendered], *, fsync: bool
 ) -> list[VariantRecord]:
-    records = []
-    written: list[Path] = []
+    records: list[VariantRecord] = []
     for item in rendered:
         path = layout.variant_path(item.name, key, item.suffix)
         try:
             mtime_ns = write_atomic(path, item.data, fsync=fsync)
         except StageFailed:
             # An image is stored whole or not at all: no partial variant set.
-            for done in written:
-                done.unlink(missing_ok=True)
+            remove_variants(layout, records)
             raise
-        written.append(path)
         records.append(
             VariantRecord(
                 name=item.name,
@@ -143,6 +140,12 @@ def store_variants(
             )
         )
     return records
+
+
+def remove_variants(layout: OutputLayout, variants: list[VariantRecord]) -> None:
+    """Remove the written files of `variants`, those already gone included."""
+    for variant in variants:
+        (layout.root / variant.path).unlink(missing_ok=True)
 
 
 def sidecar_bytes(
