@@ -322,28 +322,28 @@ def test_report_cannot_replace_managed_file(
     assert (out / "catalog.sqlite").read_bytes() == catalog
 
 
-def test_report_cannot_replace_input(photos: Path, tmp_path: Path) -> None:
-    source = photos / "p0.jpg"
-    before = source.read_bytes()
+@pytest.mark.parametrize(
+    ("option", "is_input", "message"),
+    [
+        ("--report", True, "would replace the input image"),
+        ("--html", False, "would replace an image"),
+    ],
+)
+def test_report_cannot_replace_image(
+    photos: Path, tmp_path: Path, option: str, is_input: bool, message: str
+) -> None:
+    """A report path naming an image, an input or not, is rejected."""
+    target = photos / "p0.jpg"
+    if not is_input:
+        target = tmp_path / "other.jpg"
+        target.write_bytes((photos / "p0.jpg").read_bytes())
+    before = target.read_bytes()
     result = _invoke(
-        "run", str(photos), "--out", str(tmp_path / "out"), "--report", str(source)
+        "run", str(photos), "--out", str(tmp_path / "out"), option, str(target)
     )
     assert result.exit_code == 2, result.output
-    assert "input image" in result.output
-    assert source.read_bytes() == before
-
-
-def test_report_cannot_replace_other_image(photos: Path, tmp_path: Path) -> None:
-    """A report path naming an image that is not an input is refused too."""
-    other = tmp_path / "other.jpg"
-    other.write_bytes((photos / "p0.jpg").read_bytes())
-    before = other.read_bytes()
-    result = _invoke(
-        "run", str(photos), "--out", str(tmp_path / "out"), "--html", str(other)
-    )
-    assert result.exit_code == 2, result.output
-    assert "would replace an image" in result.output
-    assert other.read_bytes() == before
+    assert message in result.output
+    assert target.read_bytes() == before
 
 
 def test_report_among_inputs_reruns(tmp_path: Path) -> None:
@@ -454,7 +454,7 @@ def test_stop_signals_ignored_while_exiting(tmp_path: Path) -> None:
     """A signal while the finished command exits does not change its status."""
     photo = tmp_path / "a.jpg"
     photo.write_bytes(jpeg_bytes(Image.fromarray(quadrant_pixels(64, 48))))
-    # Exit handlers run last first, so this one sees the state the command left.
+    # Exit handlers run last first, so this one reads the state the command left.
     script = (
         "import atexit, signal, sys\n"
         "atexit.register(lambda: print(signal.getsignal(signal.SIGINT).name,"

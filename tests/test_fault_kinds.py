@@ -1249,10 +1249,16 @@ def test_grey_alpha_flattened_on_coloured_background(
     assert blue <= 5
 
 
-def _half_bright_tiff(kind: str) -> bytes:
-    """A grey TIFF whose right half stores 200 of 255, in the sample `kind`."""
+def _half_bright_grey() -> np.ndarray:
+    """A grey image whose left half is 0 and right half 200 of 255."""
     grey = np.zeros((48, 64), np.uint8)
     grey[:, 32:] = 200
+    return grey
+
+
+def _half_bright_tiff(kind: str) -> bytes:
+    """A grey TIFF whose right half stores 200 of 255, in the sample `kind`."""
+    grey = _half_bright_grey()
     samples = {
         "float-0-to-1": (grey / 255).astype(np.float32),
         "float-0-to-255": grey.astype(np.float32),
@@ -1353,7 +1359,7 @@ def test_large_allowed_png_no_bomb_warning() -> None:
     )  # fmt: skip
     fields, warnings = read_metadata(data, header, "0" * 64)
     assert fields["width"] == width
-    # The file holds no pixel data, which only the EXIF reader notices.
+    # The file contains no pixel data, which only the EXIF reader notices.
     assert not [text for text in warnings if "decompression bomb" in text]
 
 
@@ -1362,7 +1368,7 @@ def test_float_tiff_odd_sample_ignored(
     write_file: WriteFile, process: Process, tmp_path: Path, odd: float
 ) -> None:
     """One infinite or NaN sample neither sets the range nor blacks out the image."""
-    samples = (_half_bright_float() / 255).astype(np.float32)
+    samples = (_half_bright_grey() / 255).astype(np.float32)
     samples[0, 0] = odd
     result = process(
         write_file("odd.tif", pyvips.Image.new_from_array(samples).tiffsave_buffer())
@@ -1370,12 +1376,6 @@ def test_float_tiff_odd_sample_ignored(
     assert result.status is Status.DONE, result.message
     thumb = np.asarray(open_variant(tmp_path / "out", result, "thumb").convert("L"))
     assert abs(thumb[:, 40:].mean() - 200) <= 3
-
-
-def _half_bright_float() -> np.ndarray:
-    grey = np.zeros((48, 64), np.float32)
-    grey[:, 32:] = 200
-    return grey
 
 
 @pytest.mark.parametrize(

@@ -67,10 +67,10 @@ def test_samples_command_keeps_existing_photo(tmp_path: Path) -> None:
     photo = tmp_path / "IMG_0002.jpg"
     photo.write_bytes(b"a camera photo")
     args = ["samples", str(tmp_path), "--count", "2", "--megapixels", "0.01"]
-    refused = CliRunner().invoke(main, args)
-    assert refused.exit_code == 2, refused.output
-    assert "IMG_0002.jpg exists" in refused.output
-    assert "--force" in refused.output
+    stopped = CliRunner().invoke(main, args)
+    assert stopped.exit_code == 2, stopped.output
+    assert "IMG_0002.jpg exists" in stopped.output
+    assert "--force" in stopped.output
     assert photo.read_bytes() == b"a camera photo"
     assert not (tmp_path / "IMG_0001.jpg").exists()
     forced = CliRunner().invoke(main, [*args, "--force"])

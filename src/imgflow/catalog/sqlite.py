@@ -187,7 +187,7 @@ class SQLiteCatalog:
         }
         if "source" not in columns:
             raise UsageError(
-                f"the catalog {self.path} holds tables of another program "
+                f"the catalog {self.path} contains tables of another program "
                 f"({', '.join(sorted(tables))}); it is not an imgflow catalog, so "
                 "move it away or name another --out"
             )
